@@ -1,0 +1,3 @@
+from hotstandby.cli.main import main
+
+main()

@@ -1,0 +1,116 @@
+"""The values the decision core works on: frozen, comparable, no behaviour beyond naming things."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ACTIVE = "ACTIVE"
+    STANDBY = "STANDBY"
+
+
+class Rank(StrEnum):
+    PRIMARY = "primary"
+    BACKUP = "backup"
+
+
+def rank_of(node_id: str) -> Rank:
+    return Rank.PRIMARY if node_id == "server1" else Rank.BACKUP
+
+
+def other(node_id: str) -> str:
+    return "server2" if node_id == "server1" else "server1"
+
+
+class Action(StrEnum):
+    """Side effects a decision asks for, applied in order after the new state is committed."""
+
+    DEMOTE_PEER = "demote_peer"  # tell the peer to go STANDBY (and stop CTI) before we start ours
+    STOP_CTI = "stop_cti"
+    START_CTI = "start_cti"
+    PROMOTE_PEER = "promote_peer"  # hand ACTIVE to the peer, after our CTI stopped
+
+
+class Cause(StrEnum):
+    """Why a node holds its current role; `manual` makes a role sticky against R3 failback."""
+
+    START = "start"
+    FAILOVER = "failover"  # R1
+    FAILBACK = "failback"  # R3
+    DUAL_ACTIVE = "dual_active"  # R4
+    LAN_LOST = "lan_lost"  # R5
+    NO_ACTIVE = "no_active"  # R6
+    MANUAL = "manual"  # R7
+    VIP = "vip"  # R8
+    SHUTDOWN = "shutdown"  # R10
+    PEER = "peer"  # a role command from the peer (handover, failback, switch)
+    STANDALONE = "standalone"  # enabled = false
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """What the peer said about itself in the last state exchange."""
+
+    node_id: str
+    role: Role
+    epoch: int
+    lan_ok: bool = True
+    maintenance: bool = False
+    can_be_active: bool = True  # its LAN is fine and it can persist a role
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything one tick learned from the outside world; the edges fill it in, bounded by T."""
+
+    probe_ok: bool  # the peer's monitor answered mod=NONE (or IPSWS) validly within T
+    peer: PeerView | None = None  # None: the state exchange with the peer arbiter failed
+    lan_ok: bool | None = None  # None: no LAN probes configured, the check is off
+    vip_node: str | None = None  # node the VIP routed /whoami to; None: not checked or no answer
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """The arbiter's memory between ticks. role/epoch/cause are durable, counters are not."""
+
+    node_id: str
+    role: Role = Role.STANDBY
+    epoch: int = 0
+    cause: Cause = Cause.START
+    maintenance: bool = False
+    peer_failures: int = 0
+    peer_successes: int = 0
+    probed: bool = False  # at least one probe of the peer has completed
+    lan_failures: int = 0
+    dual_active: int = 0
+    vip_node: str | None = None
+    vip_count: int = 0
+    peer: PeerView | None = None  # last known; never cleared, so `role` of the peer survives a failed probe
+
+    @property
+    def rank(self) -> Rank:
+        return rank_of(self.node_id)
+
+    @property
+    def peer_id(self) -> str:
+        return other(self.node_id)
+
+    def evolve(self, **changes: object) -> NodeState:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A tick's outcome: the state to commit, the effects to apply, and the one sentence that explains it."""
+
+    state: NodeState
+    reason: str
+    actions: tuple[Action, ...] = ()
+    rule: str | None = None  # "R1".."R8" when the role changes
+    log: tuple[str, ...] = field(default=())  # extra fault-tolerant log lines (probe counts)
+
+    @property
+    def switched(self) -> bool:
+        return self.rule is not None
