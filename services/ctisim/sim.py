@@ -1,0 +1,201 @@
+"""The CTI server simulator that the node's CTI supervisor runs (SPEC section 10).
+
+It behaves like the real CTI server where the pair can see it: it takes 0.2 s per CTI port and
+per device to come up, says so on stdout (the supervisor parses these lines), then holds a
+registration at the CTI manager simulator with keepalives. A manager outage never stops it (a
+real CTI server outlives its manager); it re-registers when the manager answers again.
+
+Output contract, one flushed line each, in this order:
+    HS-CTI port <k>/<ports>
+    HS-CTI device <k>/<devices>
+    HS-CTI READY
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from typing import TextIO
+
+import httpx
+
+REGISTRATION_S = 0.2
+KEEPALIVE_INTERVAL_S = 0.05  # the spec asks for at least every 0.1 s; the manager lapses at 0.5 s
+KEEPALIVE_TIMEOUT_S = 0.2  # a hung manager must not stall the keepalive schedule for long
+REGISTER_TIMEOUT_S = 0.3
+UNREGISTER_TIMEOUT_S = 0.5
+
+
+def _say(out: TextIO, line: str) -> None:
+    print(line, file=out, flush=True)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True when told to stop meanwhile (so a stop is never delayed)."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+    except TimeoutError:
+        return stop.is_set()
+    return True
+
+
+class _ManagerLink:
+    """The HTTP side: register, keepalive, unregister, each failure-tolerant and time-bounded."""
+
+    def __init__(self, url: str, *, node_id: str, epoch: int, ports: int, devices: int) -> None:
+        self._client = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=KEEPALIVE_TIMEOUT_S)
+        self._node_id = node_id
+        self._epoch = epoch
+        self._ports = ports
+        self._devices = devices
+        self.registered = False
+
+    def _ident(self) -> dict[str, str | int]:
+        return {"node_id": self._node_id, "epoch": self._epoch}
+
+    async def register(self) -> bool:
+        body = {**self._ident(), "ports": self._ports, "devices": self._devices}
+        try:
+            resp = await self._client.post("/register", json=body, timeout=REGISTER_TIMEOUT_S)
+            self.registered = resp.status_code == 200
+        except httpx.HTTPError:
+            self.registered = False
+        return self.registered
+
+    async def keepalive(self) -> None:
+        """Keep the registration alive; a 404 or no answer means "register again" (next tick)."""
+        if not self.registered:
+            await self.register()
+            return
+        try:
+            resp = await self._client.post("/keepalive", json=self._ident())
+        except httpx.HTTPError:
+            self.registered = False
+            return
+        if resp.status_code == 404:
+            # The manager forgot us (restarted, or our link lapsed): re-register at once.
+            await self.register()
+
+    async def unregister(self) -> None:
+        # Best effort: without it the registration lapses on its own 0.5 s later.
+        with contextlib.suppress(httpx.HTTPError):
+            await self._client.post("/unregister", json=self._ident(), timeout=UNREGISTER_TIMEOUT_S)
+        self.registered = False
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            # Not the main thread (run embedded in a test or another program): the caller
+            # stops us through `stop` instead.
+            return
+
+
+async def run(
+    *,
+    node_id: str,
+    epoch: int,
+    ports: int = 2,
+    devices: int = 2,
+    manager_url: str = "",
+    out: TextIO = sys.stdout,
+    stop: asyncio.Event | None = None,
+    exit_with_parent: bool = False,
+) -> int:
+    """Come up like a CTI server, hold a manager registration until SIGTERM/SIGINT, return 0.
+
+    `stop` is the seam for running it in-process: set it instead of sending a signal.
+    `exit_with_parent` stops the simulator when its parent process goes away (reparenting),
+    a second line of defence behind the supervisor for "CTI never outlives its node".
+    """
+    stop = stop if stop is not None else asyncio.Event()
+    _install_signal_handlers(stop)
+    parent = os.getppid()
+    link = (
+        _ManagerLink(manager_url, node_id=node_id, epoch=epoch, ports=ports, devices=devices)
+        if manager_url
+        else None
+    )
+    try:
+        for kind, count in (("port", ports), ("device", devices)):
+            for k in range(1, count + 1):
+                if await _pause(stop, REGISTRATION_S):
+                    return 0
+                _say(out, f"HS-CTI {kind} {k}/{count}")
+        if link is not None:
+            await link.register()
+        _say(out, "HS-CTI READY")
+
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            due += KEEPALIVE_INTERVAL_S
+            if await _pause(stop, due - loop.time()):
+                break
+            if exit_with_parent and os.getppid() != parent:
+                break
+            if link is not None:
+                await link.keepalive()
+            if due < loop.time():
+                # A slow manager made us late: resume the cadence from now rather than burst.
+                due = loop.time()
+        if link is not None:
+            await link.unregister()
+        return 0
+    finally:
+        if link is not None:
+            await link.aclose()
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """Arguments with defaults from the node's environment (HS_NODE_ID, HS_EPOCH, HS_CTI_MANAGER_URL)."""
+    p = argparse.ArgumentParser(prog="hotstandby cti-sim", description="CTI server simulator")
+    p.add_argument("--ports", type=int, default=2, help="CTI ports to register, 0.2 s each (default 2)")
+    p.add_argument("--devices", type=int, default=2, help="devices to register, 0.2 s each (default 2)")
+    p.add_argument(
+        "--manager-url",
+        default=env.get("HS_CTI_MANAGER_URL", ""),
+        help="CTI manager simulator URL; empty registers nowhere (env HS_CTI_MANAGER_URL)",
+    )
+    p.add_argument("--node-id", default=env.get("HS_NODE_ID", "server1"), help="env HS_NODE_ID")
+    # A string default goes through `type`, so a bad HS_EPOCH is refused like a bad --epoch.
+    p.add_argument("--epoch", type=int, default=env.get("HS_EPOCH") or "0", help="env HS_EPOCH")
+    p.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the parent process goes away (belt and braces for the supervisor)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m services.ctisim.sim` / `hotstandby cti-sim`: exit 0 after SIGTERM or SIGINT."""
+    args = build_parser(os.environ).parse_args(argv)
+    if args.ports < 0 or args.devices < 0:
+        print("cti-sim: --ports and --devices must be >= 0", file=sys.stderr)
+        return 2
+    return asyncio.run(
+        run(
+            node_id=args.node_id,
+            epoch=args.epoch,
+            ports=args.ports,
+            devices=args.devices,
+            manager_url=args.manager_url,
+            exit_with_parent=args.exit_with_parent,
+        )
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
