@@ -1,0 +1,250 @@
+"""Render a complete haproxy.cfg from the cluster settings (SPEC section 11).
+
+Two modes:
+
+``follow-role`` (default): both nodes sit in one backend and HAProxy checks
+``mod=FT``, which answers 200 only on the ACTIVE node (503 on the STANDBY), so
+the VIP routes to whichever node the arbiters made ACTIVE. The check timing is
+derived in :func:`check_timing`.
+
+``vendor``: the vendor guide's setup. HAProxy checks plain liveness (``mod=NONE``,
+or ``mod=IPSWS`` with switch_on_application_error), ``fall = rise = N``,
+``inter = I``, ``timeout check = T``, and server2 is a ``backup``: the load
+balancer decides on its own, which can disagree with the arbiters for up to N·I.
+
+Pure: settings in, text out. The CLI (``hotstandby render haproxy``), the demo
+and the deploy files call :func:`render_haproxy`; tests run ``haproxy -c`` on it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from string import Template
+from typing import Literal, NamedTuple
+
+from hotstandby.settings import ClusterSettings, split_host_port
+
+Mode = Literal["follow-role", "vendor"]
+MODES: tuple[Mode, ...] = ("follow-role", "vendor")
+
+DEFAULT_VIP = "127.0.0.10:8080"
+MONITOR_PATH = "/IPSCFG/admin/monitor.aspx"
+
+# follow-role check interval bounds: below 100 ms checks cost more than they buy (the
+# arbiters themselves decide no faster than I), above 2 s the VIP could not follow
+# within the 2 s the spec promises at any profile.
+_INTER_MIN_MS = 100
+_INTER_MAX_MS = 2000
+
+
+class CheckTiming(NamedTuple):
+    """HAProxy server-check parameters (milliseconds) and the worst case they imply."""
+
+    inter_ms: int
+    fastinter_ms: int | None
+    downinter_ms: int | None
+    timeout_ms: int
+    rise: int
+    fall: int
+
+    def worst_mark_down_ms(self) -> int:
+        """A fully UP server that starts failing: first failure after ``inter``, then
+        ``fall - 1`` more at ``fastinter``; each check may take up to ``timeout``."""
+        fast = self.fastinter_ms or self.inter_ms
+        return self.inter_ms + (self.fall - 1) * fast + self.fall * self.timeout_ms
+
+    def worst_mark_up_ms(self) -> int:
+        """A fully DOWN server that starts passing: first success after ``downinter``,
+        then ``rise - 1`` more at ``fastinter``. A passing check answers fast, so the
+        timeout is not added (a local HTTP answer is a few ms)."""
+        down = self.downinter_ms or self.inter_ms
+        fast = self.fastinter_ms or self.inter_ms
+        return down + (self.rise - 1) * fast
+
+    def worst_follow_ms(self) -> int:
+        """Worst time for the VIP to move after a role change: the old node marked
+        DOWN and the new one marked UP (both run in parallel, so the larger one)."""
+        return max(self.worst_mark_down_ms(), self.worst_mark_up_ms())
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def check_timing(cluster: ClusterSettings, mode: Mode = "follow-role") -> CheckTiming:
+    """Derive the check parameters from I (interval), T (timeout) and N (failures).
+
+    follow-role: the role change has already been confirmed by the arbiters (N probes,
+    R1..R8), and the STANDBY answers 503 deterministically, so the load balancer must
+    not debounce a second time; it only has to notice the change quickly.
+
+    - ``inter = clamp(I/4, 100 ms, 2 s)``: four LB checks per arbiter tick. The arbiter
+      cannot change roles faster than once per I, so checking more often than I/4 buys
+      nothing; 2 s caps it so even the vendor default (I = 30 s) follows within ~4 s.
+    - ``fastinter = downinter = inter``: the pace is already fast; a separate
+      transition pace would only make the worst case harder to reason about.
+    - ``timeout check = min(T, inter)``: a hung node must fail its check before the
+      next one is due (HAProxy also caps the check's connect at min(timeout connect,
+      inter)). T is the operator's own "a probe longer than this is a failure".
+    - ``fall 1``: one 503 (or refused/timed-out check) marks the old ACTIVE DOWN. In
+      follow-role both nodes are ordinary servers, so while the old one stays UP it
+      keeps getting traffic; it has to go at the first sign.
+    - ``rise 2``: the new ACTIVE needs two 200s, i.e. at least ``fastinter`` after its
+      first one. The arbiters demote the old node before promoting the new one (R7:
+      no overlap), so by then the old one has had a full ``inter`` to be marked DOWN:
+      the two nodes are (almost) never both UP, which round-robin would split.
+
+    Fast profile (I = 1 s, T = 1 s, N = 3): inter = fastinter = downinter = 250 ms,
+    timeout check = 250 ms. Old node DOWN within 250 + 250 = 500 ms, new node UP
+    within 250 + 250 = 500 ms: the VIP follows within 0.5 s (spec: 2 s).
+
+    vendor: the vendor guide verbatim, ``inter = I``, ``timeout = T``,
+    ``fall = rise = N``, no separate transition pace.
+    """
+    interval_ms = _ms(cluster.heartbeat_interval_s)
+    timeout_ms = _ms(cluster.heartbeat_timeout_s)
+    if mode == "vendor":
+        n = cluster.failures_to_switch
+        return CheckTiming(interval_ms, None, None, timeout_ms, rise=n, fall=n)
+    inter = min(max(interval_ms // 4, _INTER_MIN_MS), _INTER_MAX_MS)
+    return CheckTiming(inter, inter, inter, min(timeout_ms, inter), rise=2, fall=1)
+
+
+def check_path(cluster: ClusterSettings, mode: Mode = "follow-role") -> str:
+    """The monitor URL HAProxy probes: role (FT) in follow-role, liveness in vendor mode."""
+    if mode == "follow-role":
+        return f"{MONITOR_PATH}?mod=FT"
+    mod = "IPSWS" if cluster.switch_on_application_error else "NONE"
+    return f"{MONITOR_PATH}?mod={mod}"
+
+
+def _addr(host: str, port: int) -> str:
+    """``host:port`` the way HAProxy reads it (IPv6 literals bracketed)."""
+    bare = host.strip("[]")
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+_TEMPLATE = Template(
+    """\
+# haproxy.cfg rendered by hotstandby (mode: $mode). Do not edit by hand:
+# regenerate with `hotstandby render haproxy` after changing the cluster settings.
+# Settings: I=${interval_s}s T=${timeout_s}s N=$failures; check $check_path
+# Worst case for the VIP to follow a node change: ${worst_ms} ms.
+global
+    log stdout format raw local0 info
+    maxconn 4096
+
+defaults
+    mode http
+    log global
+    option httplog
+    option dontlognull
+    option log-health-checks
+    # A connection to a node that just went away is retried on the other one.
+    option redispatch
+    retries 3
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout http-request 10s
+    timeout http-keep-alive 2s
+    timeout queue 5s
+$resolvers
+frontend vip
+    bind $vip_bind
+    default_backend hotstandby
+
+backend hotstandby
+    balance roundrobin
+    # Role answers are status codes: `expect string ACTIVE` would also match INACTIVE.
+    option httpchk GET $check_path
+    http-check expect status 200
+    timeout check ${timeout_ms}ms
+    # init-addr: start even if a node name does not resolve yet (containers, pods).
+    default-server check port $monitor_port inter ${inter_ms}ms$fast_opts rise $rise fall $fall \
+on-marked-down shutdown-sessions$marked_up init-addr last,libc,none$resolve_opts
+    server server1 $server1
+    server server2 $server2$backup
+
+listen stats
+    bind $stats_bind
+    stats enable
+    stats uri /
+    stats refresh 2s
+    stats show-legends
+"""
+)
+
+_RESOLVERS = """
+# Node names are re-resolved at run time (pod and container addresses change).
+resolvers sys
+    parse-resolv-conf
+    hold valid 10s
+    timeout resolve 1s
+"""
+
+
+def render_haproxy(
+    cluster: ClusterSettings,
+    *,
+    vip: str | None = None,
+    app_port: int | None = None,
+    mode: Mode = "follow-role",
+    stats_port: int = 8404,
+) -> str:
+    """A complete haproxy.cfg for this pair; ``haproxy -c -f`` accepts it.
+
+    ``vip`` (``host[:port]``, port 80 when absent) defaults to the cluster's
+    vip_address, else 127.0.0.10:8080 (the demo). ``app_port`` is where the nodes
+    serve clients; it defaults to the monitor port (whose ``/whoami`` says which node
+    answered). Checks always go to the monitor port, which may differ.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: must be one of {', '.join(MODES)}")
+    if not 1 <= stats_port <= 65535:
+        raise ValueError("stats_port: must be 1..65535")
+    if app_port is not None and not 1 <= app_port <= 65535:
+        raise ValueError("app_port: must be 1..65535")
+    vip_host, vip_port = split_host_port(vip or cluster.vip_address or DEFAULT_VIP, default_port=80)
+    if stats_port == vip_port:
+        raise ValueError(f"stats_port: must differ from the VIP port ({vip_port})")
+    port = app_port or cluster.monitor_port
+    timing = check_timing(cluster, mode)
+    names = [cluster.server1_address, cluster.server2_address]
+    by_name = not all(_is_ip(h) for h in names)
+    fast_opts = ""
+    if timing.fastinter_ms is not None:
+        fast_opts += f" fastinter {timing.fastinter_ms}ms"
+    if timing.downinter_ms is not None:
+        fast_opts += f" downinter {timing.downinter_ms}ms"
+    return _TEMPLATE.substitute(
+        mode=mode,
+        interval_s=f"{cluster.heartbeat_interval_s:g}",
+        timeout_s=f"{cluster.heartbeat_timeout_s:g}",
+        failures=cluster.failures_to_switch,
+        check_path=check_path(cluster, mode),
+        worst_ms=timing.worst_follow_ms(),
+        resolvers=_RESOLVERS if by_name else "",
+        vip_bind=_addr(vip_host, vip_port),
+        monitor_port=cluster.monitor_port,
+        inter_ms=timing.inter_ms,
+        fast_opts=fast_opts,
+        rise=timing.rise,
+        fall=timing.fall,
+        timeout_ms=timing.timeout_ms,
+        # vendor: when server1 is back, cut the sessions still on the backup (failback).
+        marked_up=" on-marked-up shutdown-backup-sessions" if mode == "vendor" else "",
+        resolve_opts=" resolvers sys resolve-prefer ipv4" if by_name else "",
+        server1=_addr(cluster.server1_address, port),
+        server2=_addr(cluster.server2_address, port),
+        backup=" backup" if mode == "vendor" else "",
+        stats_bind=_addr(vip_host, stats_port),
+    )
