@@ -1,4 +1,4 @@
-"""The failover rules R1–R8 and R11 as pure functions of state, observations and settings.
+"""The failover rules R1-R8 and R11 as pure functions of state, observations and settings.
 
 Nothing here does I/O, reads a clock or sleeps: the arbiter's tick and the simulator call the same
 code. Each function returns a ``Decision`` whose ``reason`` is the sentence that goes verbatim into
@@ -74,8 +74,12 @@ def observe(state: NodeState, obs: Observation) -> tuple[NodeState, tuple[str, .
     if obs.peer is not None:
         if state.role is Role.STANDBY:
             epoch = max(epoch, obs.peer.epoch)  # the cluster epoch converges on the exchange
-        elif obs.peer.role is Role.STANDBY and obs.peer.epoch >= epoch:
-            epoch = obs.peer.epoch + 1  # the ACTIVE node always holds the highest epoch (after R4)
+        elif obs.peer.role is Role.STANDBY and (
+            obs.peer.epoch > epoch or (obs.peer.epoch == epoch and state.dual_active)
+        ):
+            # The ACTIVE node holds the highest epoch: after R4 it moves above the one that stepped
+            # down. Not on a plain equal epoch: the STANDBY mirrors ours, so that would bump every tick.
+            epoch = obs.peer.epoch + 1
     new = state.evolve(
         peer_failures=failures, peer_successes=successes, probed=True, lan_failures=lan_failures,
         peer=peer, dual_active=dual, vip_node=vip_node, vip_count=vip_count, epoch=epoch,
@@ -129,7 +133,8 @@ def _rules(s: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
         return Decision(s, f"no action: {me} is STANDBY and its LAN check fails; it cannot take ACTIVE")
     if s.peer_failures >= n:
         return promote(s, rule="R1", cause=Cause.FAILOVER,
-                       why=f"failover: maximum heart beat fails, {peer} failed {s.peer_failures} consecutive probes")
+                       why=f"failover: maximum heart beat fails, {peer} failed {s.peer_failures} "
+                           "consecutive probes")
     if cfg.test_vip_destination and vip_to_me and s.vip_count >= n:
         return promote(s, rule="R8", cause=Cause.VIP,
                        why=f"the VIP routes to {me} for {s.vip_count} consecutive checks")

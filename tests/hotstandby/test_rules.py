@@ -608,3 +608,22 @@ def test_property_restarted_node_is_standby_and_never_active_by_itself(
     for before, _obs, d, _ in walk(state, list(seq), cfg()):
         if d.state.role is Role.ACTIVE and before.role is Role.STANDBY:
             assert d.rule in ("R1", "R6", "R8")
+
+
+def test_epoch_is_steady_while_nothing_changes() -> None:
+    """A healthy ACTIVE/STANDBY pair exchanging states keeps one epoch: epochs move only on role changes."""
+    a, b = active("server1", 5), standby("server2", 5)
+    for _ in range(10):
+        a = decide(a, ok(pv("server2", b.role, b.epoch)), cfg()).state
+        b = decide(b, ok(pv("server1", a.role, a.epoch)), cfg()).state
+    assert (a.epoch, b.epoch) == (5, 5)
+
+
+@pytest.mark.parametrize("stepped_down_epoch,expected", [(4, 5), (6, 7), (9, 10)])
+def test_epoch_after_dual_active_the_remaining_active_moves_above(
+    stepped_down_epoch: int, expected: int
+) -> None:
+    """After R4 the node that stays ACTIVE moves above the one that stepped down, even at an equal epoch."""
+    a = active("server1", 4, dual_active=1)
+    d = decide(a, ok(pv("server2", Role.STANDBY, stepped_down_epoch)), cfg())
+    assert d.state.epoch == expected
