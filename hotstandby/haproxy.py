@@ -170,12 +170,14 @@ backend hotstandby
     timeout check ${timeout_ms}ms
     # init-addr: start even if a node name does not resolve yet (containers, pods).
     default-server check port $monitor_port inter ${inter_ms}ms$fast_opts rise $rise fall $fall \
-on-marked-down shutdown-sessions$marked_up init-addr last,libc,none$resolve_opts
+on-marked-down shutdown-sessions$marked_up init-addr last,libc,none$resolve_opts$tls_opts
     server server1 $server1
     server server2 $server2$backup
 
 listen stats
     bind $stats_bind
+    # HAProxy's own metrics (server UP/DOWN, check durations) next to the nodes' /metrics.
+    http-request use-service prometheus-exporter if { path /metrics }
     stats enable
     stats uri /
     stats refresh 2s
@@ -199,6 +201,7 @@ def render_haproxy(
     app_port: int | None = None,
     mode: Mode = "follow-role",
     stats_port: int = 8404,
+    tls_ca_file: str | None = None,
 ) -> str:
     """A complete haproxy.cfg for this pair; ``haproxy -c -f`` accepts it.
 
@@ -206,6 +209,8 @@ def render_haproxy(
     vip_address, else 127.0.0.10:8080 (the demo). ``app_port`` is where the nodes
     serve clients; it defaults to the monitor port (whose ``/whoami`` says which node
     answered). Checks always go to the monitor port, which may differ.
+    ``tls_ca_file``: the nodes serve HTTPS (SPEC section 6); HAProxy speaks TLS to them
+    for traffic and checks and verifies their certificates against this CA bundle.
     """
     if mode not in MODES:
         raise ValueError(f"mode: must be one of {', '.join(MODES)}")
@@ -247,4 +252,6 @@ def render_haproxy(
         server2=_addr(cluster.server2_address, port),
         backup=" backup" if mode == "vendor" else "",
         stats_bind=_addr(vip_host, stats_port),
+        # check-ssl: with `check port` set, HAProxy would otherwise check in clear text.
+        tls_opts=f" ssl check-ssl verify required ca-file {tls_ca_file}" if tls_ca_file else "",
     )

@@ -51,6 +51,7 @@ RENDER_CASES: dict[str, tuple[ClusterSettings, dict[str, Any]]] = {
     "app-error-vendor": (APP_ERROR, {"mode": "vendor"}),
     "custom-vip-app-port": (FAST, {"vip": "127.0.0.30:9443", "app_port": 7000, "stats_port": 9404}),
     "vip-without-port": (FAST.model_copy(update={"vip_address": "127.0.0.31"}), {}),
+    "tls-to-nodes": (FAST, {"tls_ca_file": "/etc/ssl/certs/ca-certificates.crt"}),
     "ipv6": (ClusterSettings(server1_address="::1", server2_address="fd00::2"), {"vip": "[::1]:8088"}),
 }
 
@@ -181,6 +182,12 @@ def test_bad_arguments_are_refused(kwargs: dict[str, Any], message: str) -> None
     """A bad argument raises ValueError naming it, instead of a config haproxy would refuse."""
     with pytest.raises(ValueError, match=message):
         render_haproxy(FAST, **kwargs)
+
+
+def test_tls_to_nodes() -> None:
+    """With a CA file HAProxy speaks TLS to the nodes, checks included, and verifies them."""
+    cfg = render_haproxy(FAST, tls_ca_file="/etc/hotstandby/tls/ca.crt")
+    assert cfg.count(" ssl check-ssl verify required ca-file /etc/hotstandby/tls/ca.crt") == 1
 
 
 def test_checked_in_example_is_current() -> None:
@@ -330,6 +337,8 @@ def test_vip_routes_to_the_active_node(pair: Pair) -> None:
     assert expected == [whoami(pair.vip_url) for _ in range(20)]
     with urllib.request.urlopen(pair.stats_url, timeout=2) as answer:
         assert answer.status == 200
+    with urllib.request.urlopen(pair.stats_url + "metrics", timeout=2) as answer:
+        assert b"haproxy_server_status" in answer.read()
 
 
 @pytest.mark.integration
