@@ -1,0 +1,327 @@
+"""``hotstandby``: run a service, or talk to a running arbiter (SPEC section 9).
+
+Server commands import the services lazily, so client commands start fast and the shared package
+does not depend on the services at import time. Errors are one line on stderr and a non-zero exit:
+2 for a refused setting or bad usage, 1 for everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hotstandby.cli.logsetup import setup_logging
+from hotstandby.settings import (
+    ClusterSettings,
+    SettingsError,
+    cluster_from_env,
+    node_from_env,
+    validate_cluster,
+)
+
+app = typer.Typer(help="Active/standby controller for a pair of CTI servers.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+config_app = typer.Typer(help="Read or change the cluster settings.", no_args_is_help=True)
+render_app = typer.Typer(help="Render configuration for other tools.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(render_app, name="render")
+out = Console()
+USER_AGENT = "hotstandby-cli/0.1"
+
+UrlOpt = Annotated[str | None, typer.Option("--url", help="arbiter URL (default: the local arbiter)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"hotstandby: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def default_url() -> str:
+    if os.environ.get("HS_URL"):
+        return os.environ["HS_URL"].rstrip("/")
+    host = os.environ.get("HS_LOCAL_ADDRESS") or "127.0.0.1"
+    port = os.environ.get("HS_ARBITER_PORT", "2011")
+    scheme = "https" if os.environ.get("HS_TLS_CERT_FILE") else "http"
+    return f"{scheme}://{host}:{port}"
+
+
+def request(method: str, path: str, url: str | None, body: Any = None, timeout: float = 30.0) -> Any:
+    base = (url or default_url()).rstrip("/")
+    headers = {"user-agent": USER_AGENT}
+    token = os.environ.get("HS_ADMIN_TOKEN", "")
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    verify: Any = os.environ.get("HS_TLS_CA_FILE") or True
+    try:
+        r = httpx.request(method, base + path, json=body, headers=headers, timeout=timeout, verify=verify,
+                          trust_env=False)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the arbiter at {base}: {type(exc).__name__}")
+    if r.status_code >= 400:
+        try:
+            data = r.json()
+            detail = data.get("message") or data.get("detail")
+        except ValueError:
+            detail = r.text.strip()
+        if isinstance(detail, list):
+            detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}" for d in detail)
+        fail(f"{detail} (HTTP {r.status_code})", 2 if r.status_code == 422 else 1)
+    ctype = r.headers.get("content-type", "")
+    return r.json() if "json" in ctype else r.text
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+# -- services ---------------------------------------------------------------------------------
+def _run_service(with_arbiter: bool, with_monitor: bool) -> None:
+    from services.node import StartupError, serve
+
+    setup_logging(os.environ.get("HS_LOG_LEVEL", "INFO"))
+    try:
+        node = node_from_env()
+        cluster = cluster_from_env()
+        code = asyncio.run(serve(node, cluster, with_arbiter=with_arbiter, with_monitor=with_monitor))
+    except SettingsError as exc:
+        fail(f"refusing to start: {exc}", 2)
+    except StartupError as exc:
+        fail(str(exc), exc.status)
+    raise typer.Exit(code)
+
+
+@app.command()
+def node() -> None:
+    """Run both services of one node (arbiter and monitor) in one process: the recommended way."""
+    _run_service(True, True)
+
+
+@app.command()
+def arbiter() -> None:
+    """Run only the arbiter (the monitor runs apart, sharing HS_DATA_DIR)."""
+    _run_service(True, False)
+
+
+@app.command()
+def monitor() -> None:
+    """Run only the monitor and CTI supervisor (following the role committed by the arbiter)."""
+    _run_service(False, True)
+
+
+@app.command("cti-sim")
+def cti_sim(ports: Annotated[int, typer.Option(min=0)] = 2, devices: Annotated[int, typer.Option(min=0)] = 2,
+            manager_url: Annotated[str | None, typer.Option(help="default $HS_CTI_MANAGER_URL")] = None) -> None:
+    """The CTI server simulator: 0.2 s a registration, ready after; registers with the CTI manager."""
+    from services.ctisim.sim import main as sim_main
+
+    argv = ["--ports", str(ports), "--devices", str(devices)]
+    if manager_url is not None:
+        argv += ["--manager-url", manager_url]
+    raise typer.Exit(sim_main(argv))
+
+
+@app.command("cti-manager")
+def cti_manager(bind: Annotated[str, typer.Option(help="HOST:PORT")] = "127.0.0.13:2748") -> None:
+    """The CTI manager simulator: counts, from outside the pair, any time two nodes ran CTI at once."""
+    from services.ctisim.manager import manager_main
+
+    raise typer.Exit(manager_main(bind))
+
+
+@app.command()
+def demo(workdir: Annotated[str, typer.Option(help="where the nodes keep their data")] = "run/demo") -> None:
+    """Start a whole pair, the CTI manager simulator and HAProxy on this machine (fast profile)."""
+    from hotstandby.cli.demo import run_demo
+
+    setup_logging("WARNING")
+    raise typer.Exit(run_demo(workdir))
+
+
+# -- clients ----------------------------------------------------------------------------------
+@app.command()
+def status(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Show both servers as the console does."""
+    data = request("GET", "/status", url)
+    if as_json:
+        _print_json(data)
+        return
+    table = Table(title="Hot Standby")
+    for col in ("server", "address", "rank", "status", "role", "epoch", "since"):
+        table.add_column(col)
+    for n in sorted((data["local"], data["peer"]), key=lambda x: x["node_id"]):
+        table.add_row(n["node_id"], str(n["address"]), n["rank"], n["status"], str(n["role"]), str(n["epoch"]),
+                      str(n["role_since"]))
+    out.print(table)
+    loc = data["local"]
+    out.print(f"expected failover delay: {data['expected_failover_delay_s']} s   "
+              f"maintenance: {'on' if loc['maintenance'] else 'off'}   "
+              f"failures: {loc['consecutive_failures']}   lan: {'ok' if loc['lan_ok'] else 'LOST'}   "
+              f"cti: {loc['cti'].get('state')}")
+    out.print(f"last decision ({loc['node_id']}): {loc['last_decision']}")
+
+
+@app.command()
+def switch(target: Annotated[str, typer.Argument(help="server1 or server2")],
+           force: Annotated[bool, typer.Option("--force", help="take ACTIVE even if the current ACTIVE is "
+                                                                "unreachable")] = False,
+           url: UrlOpt = None) -> None:
+    """Make TARGET the ACTIVE server (the console's "-> Active (Primary)")."""
+    if target not in ("server1", "server2"):
+        fail(f"target: must be server1 or server2, not {target!r}", 2)
+    data = request("POST", "/switch", url, {"target": target, "force": force})
+    typer.echo(f"{target} is ACTIVE (epoch {data['epoch']})")
+
+
+@app.command()
+def maintenance(mode: Annotated[str, typer.Argument(help="on or off")], url: UrlOpt = None) -> None:
+    """Pause (on) or resume (off) automatic switching on both nodes."""
+    if mode not in ("on", "off"):
+        fail(f"mode: must be on or off, not {mode!r}", 2)
+    data = request("POST", "/maintenance", url, {"enabled": mode == "on"})
+    typer.echo(f"maintenance {mode}" + ("" if data.get("replicated") else " (peer not reached yet)"))
+
+
+@app.command()
+def logs(day: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default today)")] = None,
+         days: Annotated[bool, typer.Option("--days", help="list the days that have a log")] = False,
+         url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the fault-tolerant log."""
+    if days:
+        listed = request("GET", "/logs/days", url)
+        _print_json(listed) if as_json else typer.echo("\n".join(listed))
+        return
+    query = "?" + "&".join(p for p in (f"day={day}" if day else "", "format=json" if as_json else "") if p)
+    data = request("GET", "/logs" + (query if query != "?" else ""), url)
+    _print_json(data) if as_json else typer.echo(data, nl=False)
+
+
+@config_app.command("get")
+def config_get(key: Annotated[str | None, typer.Argument()] = None, url: UrlOpt = None,
+               as_json: JsonOpt = False) -> None:
+    """Show the cluster settings (or one of them) with when and where each last changed."""
+    data = request("GET", "/config", url)
+    settings = data["settings"]
+    if key is not None:
+        if key not in settings:
+            fail(f"{key}: unknown setting", 2)
+        _print_json(settings[key]) if as_json else typer.echo(_fmt(settings[key]["value"]))
+        return
+    if as_json:
+        _print_json(data)
+        return
+    table = Table(title=f"cluster settings (digest {data['digest']})")
+    for col in ("setting", "value", "updated_at", "origin"):
+        table.add_column(col)
+    for name, s in settings.items():
+        table.add_row(name, _fmt(s["value"]), s["updated_at"], s["origin"])
+    out.print(table)
+
+
+def _fmt(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE words into a patch; values stay text and the settings model converts them."""
+    patch: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"{pair!r}: expected KEY=VALUE", 2)
+        field = ClusterSettings.model_fields.get(key.strip())
+        if field is None:
+            fail(f"{key}: unknown setting", 2)
+        value = value.strip()
+        if field.annotation is bool:
+            low = value.lower()
+            if low not in ("true", "false", "1", "0", "on", "off", "yes", "no"):
+                fail(f"{key}: must be a boolean (true/false)", 2)
+            patch[key.strip()] = low in ("true", "1", "on", "yes")
+        else:
+            patch[key.strip()] = value
+    return patch
+
+
+@config_app.command("set")
+def config_set(assignments: Annotated[list[str], typer.Argument(help="KEY=VALUE ...")], url: UrlOpt = None,
+               as_json: JsonOpt = False) -> None:
+    """Change cluster settings; all or nothing, replicated to the peer at once."""
+    patch = parse_assignments(assignments)
+    data = request("PUT", "/config", url, patch)
+    if as_json:
+        _print_json(data)
+        return
+    changed = ", ".join(data["changed"]) or "nothing (same values)"
+    typer.echo(f"changed: {changed}; replicated to the peer: {'yes' if data['replicated'] else 'not yet'}")
+
+
+@app.command("expected-delay")
+def expected_delay(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """The vendor's formula: N·I + T + CTI startup, from the running arbiter."""
+    data = request("GET", "/status", url)
+    cfg = data["settings"]
+    if as_json:
+        _print_json({"expected_failover_delay_s": data["expected_failover_delay_s"],
+                     "failures_to_switch": cfg["failures_to_switch"],
+                     "heartbeat_interval_s": cfg["heartbeat_interval_s"],
+                     "heartbeat_timeout_s": cfg["heartbeat_timeout_s"]})
+        return
+    typer.echo(f"{data['expected_failover_delay_s']} s = N·I + T + CTI startup "
+               f"(N={cfg['failures_to_switch']}, I={cfg['heartbeat_interval_s']} s, T={cfg['heartbeat_timeout_s']} s)")
+
+
+@render_app.command("haproxy")
+def render_haproxy_cmd(vip: Annotated[str | None, typer.Option(help="HOST:PORT of the frontend")] = None,
+                       app_port: Annotated[int | None, typer.Option("--app-port")] = None,
+                       mode: Annotated[str, typer.Option(help="follow-role or vendor")] = "follow-role",
+                       url: UrlOpt = None) -> None:
+    """Print a complete haproxy.cfg with checks rendered from the cluster settings."""
+    from hotstandby.haproxy import render_haproxy
+
+    if mode not in ("follow-role", "vendor"):
+        fail(f"mode: must be follow-role or vendor, not {mode!r}", 2)
+    cluster = _cluster_for_render(url)
+    typer.echo(render_haproxy(cluster, vip=vip, app_port=app_port, mode=mode), nl=False)  # type: ignore[arg-type]
+
+
+def _cluster_for_render(url: str | None) -> ClusterSettings:
+    """The arbiter's settings when it answers, else the environment's (SPEC section 9)."""
+    base = (url or default_url()).rstrip("/")
+    try:
+        r = httpx.get(base + "/config", timeout=2.0, trust_env=False,
+                      verify=os.environ.get("HS_TLS_CA_FILE") or True)
+        if r.status_code == 200:
+            values = {k: v["value"] for k, v in r.json()["settings"].items()}
+            return validate_cluster(values)
+    except (httpx.HTTPError, ValueError, KeyError, SettingsError):
+        pass
+    try:
+        return cluster_from_env()
+    except SettingsError as exc:
+        fail(str(exc), 2)
+
+
+@app.command()
+def sim(seed: Annotated[int | None, typer.Option(help="run this one seed")] = None,
+        steps: Annotated[int, typer.Option(help="ticks per run")] = 2000,
+        runs: Annotated[int, typer.Option(help="how many seeds")] = 1,
+        as_json: JsonOpt = False) -> None:
+    """Deterministic simulation of the pair under random faults; exit 1 on any invariant violation."""
+    try:
+        from hotstandby.sim.cli import run_cli
+    except ImportError:
+        fail("the simulator is not installed in this build")
+    raise typer.Exit(run_cli(seed=seed, steps=steps, runs=runs, json_out=as_json))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,183 @@
+"""The arbiter's HTTP API (SPEC section 3): open reads, admin commands, signed peer calls."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from hotstandby.model import Cause, Role
+from hotstandby.peerauth import AuthError, Verifier
+from hotstandby.rules import StaleCommand
+from hotstandby.settings import SettingsError
+from hotstandby.store import StoreError
+from hotstandby.web import BodyLimit, admin_guard, console_html
+from services.arbiter.heartbeat import Arbiter, SwitchRefused
+
+
+class SwitchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    target: Literal["server1", "server2"]
+    force: bool = False
+
+
+class MaintenanceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool
+
+
+class RoleCommand(BaseModel):
+    role: Role
+    epoch: int = Field(ge=0, le=2**62)
+    cause: Cause = Cause.PEER
+    reason: str = Field(default="", max_length=500)
+
+
+class MaintenanceStamp(BaseModel):
+    value: bool
+    at: str
+    origin: str
+
+
+class Heartbeat(BaseModel):
+    node_id: Literal["server1", "server2"]
+    role: Role
+    epoch: int = Field(ge=0, le=2**62)
+    hlc: str
+    digest: str
+    maintenance: MaintenanceStamp
+    model_config = ConfigDict(extra="allow")
+
+
+def _who(request: Request) -> str:
+    agent = request.headers.get("user-agent", "")
+    tool = "CLI" if agent.startswith("hotstandby-cli") else "console" if "Mozilla" in agent else "API"
+    host = request.client.host if request.client else "?"
+    return f"{tool} from {host}"
+
+
+def create_app(arbiter: Arbiter) -> FastAPI:
+    node = arbiter.node
+    verifier = Verifier(node.peer_secret, expect_node=node.peer_id)
+    app = FastAPI(title=f"hotstandby arbiter ({node.node_id})", version="0.1.0",
+                  description="Heartbeats with the peer, decides the ACTIVE node, holds the cluster settings.")
+    app.add_middleware(BodyLimit, max_bytes=64 * 1024)
+    admin = admin_guard(node.admin_token, lambda msg: _refused(arbiter, "admin", msg))
+
+    async def peer_auth(request: Request) -> None:
+        body = await request.body()
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        try:
+            verifier.verify(request.method, path, body, request.headers)
+        except AuthError as exc:
+            host = request.client.host if request.client else "?"
+            _refused(arbiter, "peer", f"peer call refused: {request.method} {request.url.path} from {host}: {exc}")
+            raise HTTPException(401, f"peer authentication failed: {exc}") from None
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> JSONResponse:
+        ok, why = arbiter.healthy()
+        return JSONResponse({"status": "ok" if ok else "unhealthy", "detail": why}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    def metrics() -> Response:
+        return Response(generate_latest(arbiter.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def console() -> HTMLResponse:
+        return HTMLResponse(console_html())
+
+    @app.get("/status", tags=["status"])
+    def status() -> dict[str, Any]:
+        return arbiter.status()
+
+    @app.post("/switch", tags=["commands"], dependencies=[Depends(admin)],
+              responses={409: {"description": "the switch cannot be done safely"}})
+    async def switch(req: SwitchRequest, request: Request) -> dict[str, Any]:
+        try:
+            await arbiter.switch(req.target, force=req.force, who=_who(request))
+        except SwitchRefused as exc:
+            arbiter.ftlog.write("Arbiter", f"Manual switch to {req.target} refused: {exc}")
+            raise HTTPException(409, str(exc)) from None
+        return {"target": req.target, "active": req.target, "epoch": arbiter.cluster_epoch(),
+                "status": arbiter.status()}
+
+    @app.post("/maintenance", tags=["commands"], dependencies=[Depends(admin)])
+    async def maintenance(req: MaintenanceRequest, request: Request) -> dict[str, Any]:
+        replicated = await arbiter.set_maintenance(req.enabled, f"by {_who(request)}")
+        return {"maintenance": req.enabled, "replicated": replicated}
+
+    @app.get("/config", tags=["config"])
+    def get_config() -> dict[str, Any]:
+        return arbiter.config.as_json()
+
+    @app.put("/config", tags=["config"], dependencies=[Depends(admin)],
+             responses={422: {"description": "a setting was refused; nothing changed"}})
+    async def put_config(request: Request) -> JSONResponse:
+        try:
+            patch = json.loads(await request.body() or b"null")
+        except ValueError as exc:
+            return _unprocessable([("body", f"invalid JSON: {exc}")])
+        if not isinstance(patch, dict) or not patch:
+            return _unprocessable([("body", "must be a non-empty JSON object of settings")])
+        try:
+            changed, replicated = await arbiter.put_config(patch, f"from {_who(request)}")
+        except SettingsError as exc:
+            return _unprocessable(exc.errors)
+        except StoreError as exc:
+            raise HTTPException(503, f"not changed: {exc}") from None
+        return JSONResponse({"changed": changed, "replicated": replicated} | arbiter.config.as_json())
+
+    @app.get("/logs", tags=["logs"], response_class=PlainTextResponse)
+    def logs(day: Annotated[date | None, Query(description="YYYY-MM-DD")] = None,
+             format: Literal["text", "json"] = "text") -> Response:
+        text = arbiter.ftlog.read(day)
+        if format == "json":
+            return JSONResponse(arbiter.ftlog.parse(text))
+        return PlainTextResponse(text)
+
+    @app.get("/logs/days", tags=["logs"])
+    def log_days() -> list[str]:
+        return arbiter.ftlog.days()
+
+    peer = APIRouter(prefix="/peer", tags=["peer"], dependencies=[Depends(peer_auth)])
+
+    @peer.post("/heartbeat")
+    async def heartbeat(body: Heartbeat) -> dict[str, Any]:
+        try:
+            return await arbiter.on_heartbeat(body.model_dump())
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    @peer.post("/role", responses={409: {"description": "the command cannot be obeyed safely"}})
+    async def role(cmd: RoleCommand) -> dict[str, Any]:
+        try:
+            state = await arbiter.on_role_command(cmd.role, cmd.epoch, cmd.cause, cmd.reason)
+        except StaleCommand as exc:
+            raise HTTPException(409, str(exc)) from None
+        return {"node_id": state.node_id, "role": state.role.value, "epoch": state.epoch}
+
+    @peer.get("/config")
+    def peer_config(digest: str = "") -> dict[str, Any]:
+        if digest == arbiter.config.digest():
+            return {"settings": {}, "digest": digest}
+        return arbiter.config.as_json()
+
+    app.include_router(peer)
+    return app
+
+
+def _refused(arbiter: Arbiter, kind: str, message: str) -> None:
+    arbiter.ftlog.write("Arbiter", message)
+    arbiter.metrics.auth_rejections.labels(arbiter.node.node_id, kind).inc()
+
+
+def _unprocessable(errors: list[tuple[str, str]]) -> JSONResponse:
+    detail = [{"loc": ["body", name], "msg": rule, "type": "value_error"} for name, rule in errors]
+    message = "; ".join(f"{name}: {rule}" for name, rule in errors)
+    return JSONResponse({"detail": detail, "message": message}, status_code=422)

@@ -1,0 +1,498 @@
+"""The arbiter's runtime: a loop that only waits, a tick that does one cycle, and the commands.
+
+    tick():  observe the peer, the LAN and the VIP (concurrently, bounded by T)
+             -> rules.decide() (pure) -> commit role and epoch -> apply the actions in order
+
+Manual switches, peer role commands and the graceful stop go through the same commit-then-apply
+path under one lock, so a role is always durable before CTI starts or stops because of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from hotstandby import rules
+from hotstandby.ftlog import FaultTolerantLog
+from hotstandby.hlc import HybridClock, Timestamp
+from hotstandby.metrics import ArbiterMetrics
+from hotstandby.model import Action, Cause, Decision, NodeState, Observation, PeerView, Role, rank_of
+from hotstandby.settings import ClusterSettings, NodeSettings
+from hotstandby.store import Store, StoreError
+from services.arbiter import probes
+from services.arbiter.config import ConfigBook
+from services.arbiter.peer import CallResult, PeerClient
+
+log = logging.getLogger("hotstandby.arbiter")
+
+CTI_CONNECT_S = 0.5  # the vendor's typical CTI manager connect time, part of the expected delay
+SKEW_LOG_S = 1.0
+
+
+class CtiControl(Protocol):
+    async def converge(self) -> None: ...
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+class SwitchRefused(Exception):
+    """A manual switch that cannot be done safely: the text is the 409's reason."""
+
+
+def status_words(role: Role | None) -> str:
+    return {Role.ACTIVE: "Active (Primary)", Role.STANDBY: "Standby (Backup)"}.get(role, "Unknown")  # type: ignore[arg-type]
+
+
+def _why(d: Decision) -> str:
+    """The cause part of a switch sentence, to pass on to the peer (it adds its own rule words)."""
+    return re.sub(r"^SWITCH THIS SERVER TO \w+, R\d+ ", "", d.reason)
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+class Arbiter:
+    def __init__(self, *, node: NodeSettings, store: Store, ftlog: FaultTolerantLog, metrics: ArbiterMetrics,
+                 config: ConfigBook, hlc: HybridClock, peer: PeerClient, cti: CtiControl,
+                 vip: probes.VipProbe | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+        self.node, self.store, self.ftlog, self.metrics = node, store, ftlog, metrics
+        self.config, self.hlc, self.peer, self.cti = config, hlc, peer, cti
+        self.vip = vip or probes.VipProbe(node.tls)
+        self.clock, self.wall = clock, wall
+        self.rng = rng or random.Random()
+        rec = store.load_node()
+        self.maint_version = (rec.maintenance_at, rec.maintenance_origin) if rec else (Timestamp(0), "")
+        # A restarted node never comes back ACTIVE on the strength of its stored role (SPEC 4).
+        self.state = rules.restart_state(node.node_id, rec.epoch if rec else 0, rec.maintenance if rec else False)
+        store.save_node(node_id=node.node_id, role=Role.STANDBY, epoch=self.state.epoch, cause=Cause.START)
+        self.role_since = wall()
+        self.lock = asyncio.Lock()
+        self.started = clock()
+        self.last_tick_done: float | None = None
+        self.last_reason = "starting: STANDBY until the first tick decides"
+        self.lan_ok: bool | None = None
+        self.skew_s: float | None = None
+        self.peer_digest: str | None = None
+        self.peer_info: dict[str, Any] = {}
+        self.peer_auth_problem: str | None = None
+        self.store_problem: str | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._update_gauges()
+
+    # -- the loop ----------------------------------------------------------------------------
+    @property
+    def cluster(self) -> ClusterSettings:
+        return self.config.current
+
+    async def run(self) -> None:
+        """Wait for the next tick (or a wake-up), run it, repeat until stopped."""
+        while not self._stopping:
+            start = self.clock()
+            try:
+                await self.tick()
+            except Exception:  # a tick must never kill the loop; /healthz shows a loop that stalls
+                log.exception("tick failed")
+            # Jitter only ever shortens the wait, so the R1 bound holds and the nodes drift apart.
+            interval = self.cluster.heartbeat_interval_s * (1 - 0.1 * self.rng.random())
+            delay = max(0.0, interval - (self.clock() - start))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def healthy(self) -> tuple[bool, str]:
+        """/healthz: the loop has completed a tick within 3·I (a hung loop must be visible)."""
+        limit = 3 * self.cluster.heartbeat_interval_s
+        last = self.last_tick_done if self.last_tick_done is not None else self.started
+        age = self.clock() - last
+        if age > limit:
+            return False, f"no heartbeat tick completed for {age:.1f} s (limit 3·I = {limit:g} s)"
+        if self.store_problem:
+            return False, f"cannot persist the role: {self.store_problem}"
+        return True, "ok"
+
+    async def tick(self) -> Decision:
+        cfg = self.cluster
+        before = (self.state.role, self.state.epoch)
+        started = self.clock()
+        self._check_store()
+        probe, view, lan, vip = await asyncio.gather(
+            self.peer.probe(), self._exchange(cfg), probes.lan_ok(cfg), self.vip.where(cfg)
+        )
+        self.metrics.probe_seconds.labels(self.node.node_id).observe(probe.seconds)
+        if not probe.ok:
+            self.metrics.probe_failures.labels(self.node.node_id).inc()
+        self.lan_ok = lan
+        obs = Observation(probe_ok=probe.ok, peer=view, lan_ok=lan, vip_node=vip)
+        async with self.lock:
+            if (self.state.role, self.state.epoch) != before:
+                decision = Decision(self.state, "no action: the role changed while this tick observed")
+            else:
+                decision = rules.decide(self.state, obs, cfg)
+                if self.store_problem and decision.state.role is Role.ACTIVE:
+                    decision = self._cannot_persist(decision)
+                for line in decision.log:
+                    self.ftlog.write("Arbiter", line)
+                await self._commit_and_apply(decision)
+        self.last_reason = decision.reason
+        self.last_tick_done = self.clock()
+        self.metrics.tick_seconds.labels(self.node.node_id).observe(self.last_tick_done - started)
+        self._update_gauges()
+        if decision.switched:
+            log.info(decision.reason)
+        return decision
+
+    def _cannot_persist(self, d: Decision) -> Decision:
+        """An ACTIVE node that cannot write its database hands over (or stays off a promotion)."""
+        s = d.state
+        if self.state.role is Role.STANDBY:
+            return Decision(self.state.evolve(peer_failures=s.peer_failures, peer_successes=s.peer_successes,
+                                              lan_failures=s.lan_failures, probed=True, peer=s.peer),
+                            f"no action: cannot take ACTIVE, the database is not writable ({self.store_problem})")
+        healthy_peer = s.peer_failures == 0 and s.peer is not None and s.peer.can_be_active
+        return rules.demote(s, rule="R5", cause=Cause.LAN_LOST, handover=healthy_peer,
+                            why=f"cannot persist the role ({self.store_problem}); handing over")
+
+    def _check_store(self) -> None:
+        try:
+            self.store.probe_writable()
+            if self.store_problem:
+                self.ftlog.write("Arbiter", "Database writable again")
+            self.store_problem = None
+        except StoreError as exc:
+            if self.store_problem is None:
+                self.ftlog.write("Arbiter", f"Database not writable: {exc}")
+            self.store_problem = str(exc)
+
+    # -- commit, then apply ------------------------------------------------------------------
+    async def _commit_and_apply(self, d: Decision, *, promote_timeout: float | None = None) -> CallResult | None:
+        old, new = self.state, d.state
+        durable = (new.role, new.epoch, new.cause) != (old.role, old.epoch, old.cause)
+        if durable:
+            try:
+                self.store.save_node(node_id=self.node.node_id, role=new.role, epoch=new.epoch, cause=new.cause)
+            except StoreError as exc:
+                self.store_problem = str(exc)
+                if new.role is Role.ACTIVE and old.role is not Role.ACTIVE:
+                    self.ftlog.write("Arbiter", f"Not taking ACTIVE: the role cannot be persisted ({exc})")
+                    self.state = old
+                    return None
+                # Stepping down is safe unpersisted: a restarted node is STANDBY whatever it stored.
+                self.ftlog.write("Arbiter", f"Role change not persisted ({exc}); stepping down anyway")
+        self.state = new
+        if new.role is not old.role:
+            self.role_since = self.wall()
+            self.metrics.role_changes.labels(self.node.node_id, new.role.value, new.cause.value).inc()
+        if d.switched or (new.role is not old.role):
+            self.ftlog.write("Arbiter", d.reason)
+        self._update_gauges()
+        result = None
+        for action in d.actions:
+            if action in (Action.START_CTI, Action.STOP_CTI):
+                await self.cti.converge()
+            elif action is Action.DEMOTE_PEER:
+                await self._command_peer(Role.STANDBY, new.epoch, new.cause, _why(d))
+            elif action is Action.PROMOTE_PEER:
+                result = await self._command_peer(Role.ACTIVE, new.epoch + 1, new.cause, _why(d),
+                                                  timeout=promote_timeout)
+        return result
+
+    async def _command_peer(self, role: Role, epoch: int, cause: Cause, reason: str,
+                            timeout: float | None = None) -> CallResult:
+        cfg = self.cluster
+        r = await self.peer.role({"role": role.value, "epoch": epoch, "cause": cause.value, "reason": reason},
+                                 timeout or cfg.heartbeat_timeout_s)
+        peer = self.node.peer_id
+        if r.ok:
+            self._peer_confirmed(r.body)
+            self.ftlog.write("Arbiter", f"Server {peer} confirmed {role.value} (epoch {epoch})")
+        elif r.answered:
+            self.ftlog.write("Arbiter", f"Server {peer} refused {role.value}: {r.detail}")
+        else:
+            self.ftlog.write("Arbiter", f"Server {peer} not reached to make it {role.value}: {r.detail}")
+        return r
+
+    def _peer_confirmed(self, body: Any) -> None:
+        """A role command's answer is the freshest word on the peer's role: status shows it at once."""
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            role, epoch = Role(body["role"]), int(body["epoch"])
+            old = self.state.peer or PeerView(node_id=self.node.peer_id, role=role, epoch=epoch)
+            self.state = self.state.evolve(peer=replace(old, role=role, epoch=epoch))
+
+    def cluster_epoch(self) -> int:
+        return max(self.state.epoch, self.state.peer.epoch if self.state.peer else 0)
+
+    # -- the state exchange ------------------------------------------------------------------
+    def can_be_active(self) -> bool:
+        return self.lan_ok is not False and self.store_problem is None and self.cluster.enabled
+
+    def view(self) -> dict[str, Any]:
+        """What this node tells its peer about itself on every exchange (both directions)."""
+        s = self.state
+        at, origin = self.maint_version
+        return {
+            "node_id": s.node_id, "role": s.role.value, "epoch": s.epoch, "cause": s.cause.value,
+            "rank": s.rank.value, "lan_ok": self.lan_ok is not False, "can_be_active": self.can_be_active(),
+            "maintenance": {"value": s.maintenance, "at": str(at), "origin": origin},
+            "digest": self.config.digest(), "hlc": str(self.hlc.now()), "role_since": _iso(self.role_since),
+            "address": self.node.local_address or self.cluster.address_of(s.node_id),
+        }
+
+    async def _exchange(self, cfg: ClusterSettings) -> PeerView | None:
+        payload = self.view() | {"t1": self.wall()}
+        r = await self.peer.exchange(payload, cfg.heartbeat_timeout_s)
+        t4 = self.wall()
+        if not r.ok:
+            self.metrics.exchange_failures.labels(self.node.node_id).inc()
+            if r.status == 401:
+                self._auth_problem("the peer refused our signed heartbeat (401): check that HS_PEER_SECRET "
+                                   "is the same on both nodes")
+            return None
+        try:
+            body = r.body
+            view = PeerView(node_id=body["node_id"], role=Role(body["role"]), epoch=int(body["epoch"]),
+                            lan_ok=bool(body["lan_ok"]), maintenance=bool(body["maintenance"]["value"]),
+                            can_be_active=bool(body["can_be_active"]))
+            if view.node_id != self.node.peer_id:
+                raise ValueError(f"peer answered as {view.node_id}")
+            self.hlc.receive(Timestamp.parse(body["hlc"]))
+            self._note_skew(((body["t2"] - payload["t1"]) + (body["t3"] - t4)) / 2)
+            self.merge_maintenance(body["maintenance"])
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("malformed heartbeat answer: %s", exc)
+            return None
+        self.peer_auth_problem = None
+        self.peer_info = {"role_since": body.get("role_since"), "address": body.get("address")}
+        self.peer_digest = body["digest"]
+        if body["digest"] != self.config.digest():
+            await self.pull_config()
+        return view
+
+    async def on_heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The peer's half of the exchange: learn its clock, maintenance and settings digest."""
+        t2 = self.wall()
+        self.hlc.receive(Timestamp.parse(body["hlc"]))
+        self.merge_maintenance(body["maintenance"])
+        self.peer_info = {"role_since": body.get("role_since"), "address": body.get("address")}
+        self.peer_digest = body["digest"]
+        if body["digest"] != self.config.digest():
+            await self.pull_config()
+        return self.view() | {"t2": t2, "t3": self.wall()}
+
+    def _note_skew(self, skew: float) -> None:
+        crossed = (abs(skew) > SKEW_LOG_S) != (self.skew_s is not None and abs(self.skew_s) > SKEW_LOG_S)
+        self.skew_s = skew
+        self.metrics.skew.labels(self.node.node_id).set(skew)
+        if crossed:
+            state = "exceeds" if abs(skew) > SKEW_LOG_S else "back within"
+            self.ftlog.write("Arbiter", f"Clock skew with {self.node.peer_id} {state} {SKEW_LOG_S:g} s: {skew:+.3f} s")
+
+    def _auth_problem(self, text: str) -> None:
+        if self.peer_auth_problem != text:
+            self.ftlog.write("Arbiter", f"Authentication problem: {text}")
+        self.peer_auth_problem = text
+
+    # -- maintenance (R11) -------------------------------------------------------------------
+    def merge_maintenance(self, remote: dict[str, Any]) -> bool:
+        version = (Timestamp.parse(remote["at"]), str(remote["origin"]))
+        if version <= self.maint_version:
+            return False
+        self.hlc.receive(version[0])
+        self._set_maintenance(bool(remote["value"]), version, f"replicated from {version[1]}")
+        return True
+
+    def _set_maintenance(self, enabled: bool, version: tuple[Timestamp, str], source: str) -> None:
+        self.store.save_maintenance(node_id=self.node.node_id, enabled=enabled, at=version[0], origin=version[1])
+        self.maint_version = version
+        changed = enabled != self.state.maintenance
+        self.state = self.state.evolve(maintenance=enabled)
+        if changed:
+            self.ftlog.write("Arbiter", f"Maintenance {'ON: automatic switching paused' if enabled else 'OFF'} "
+                                        f"({source})")
+        self._update_gauges()
+
+    async def set_maintenance(self, enabled: bool, who: str) -> bool:
+        """Set it here, durably, then push it to the peer at once; True when the peer has it."""
+        self._set_maintenance(enabled, (self.hlc.now(), self.node.node_id), who)
+        view = await self._exchange(self.cluster)
+        return view is not None and view.maintenance == enabled
+
+    # -- configuration -----------------------------------------------------------------------
+    async def pull_config(self) -> list[str]:
+        r = await self.peer.config(self.config.digest(), self.cluster.heartbeat_timeout_s)
+        if not r.ok or not isinstance(r.body, dict):
+            return []
+        try:
+            changed = self.config.merge_remote(r.body.get("settings", {}))
+        except (StoreError, KeyError, TypeError, ValueError) as exc:
+            log.warning("config pull failed: %s", exc)
+            return []
+        self.peer_digest = r.body.get("digest")
+        if changed:
+            self._settings_changed(changed, f"replicated from {self.node.peer_id}")
+        return changed
+
+    async def put_config(self, patch: dict[str, Any], who: str) -> tuple[list[str], bool]:
+        changed = self.config.put(patch, origin=self.node.node_id)
+        if changed:
+            self._settings_changed(changed, who)
+            await self._exchange(self.cluster)  # push at once: the peer pulls in its half
+        return changed, self.peer_digest == self.config.digest()
+
+    def _settings_changed(self, names: list[str], source: str) -> None:
+        values = ", ".join(f"{n}={self.config.table[n].value!r}" for n in names)
+        self.ftlog.write("Arbiter", f"Configuration changed: {values} ({source})")
+        if self.config.repaired:
+            self.ftlog.write("Arbiter", f"Configuration conflict: {self.config.repaired}")
+        self.metrics.config_changes.labels(self.node.node_id, "local" if "API" in source else "peer").inc()
+        self._update_gauges()
+        self.wake()  # a new interval applies from the next tick, not after the old one ends
+
+    # -- commands ----------------------------------------------------------------------------
+    async def on_role_command(self, role: Role, epoch: int, cause: Cause, reason: str) -> NodeState:
+        async with self.lock:
+            d = rules.on_role_command(self.state, role, epoch, cause=cause, why=f"{reason} (asked by "
+                                      f"{self.node.peer_id})", can_be_active=self.can_be_active())
+            await self._commit_and_apply(d)
+            if role is Role.ACTIVE and self.state.role is not Role.ACTIVE:
+                raise rules.StaleCommand("the role could not be persisted")
+            return self.state
+
+    async def switch(self, target: str, *, force: bool, who: str) -> NodeState:
+        """R7: move ACTIVE to ``target``; the old ACTIVE's CTI stops before the target's starts."""
+        me, peer = self.node.node_id, self.node.peer_id
+        async with self.lock:
+            self.ftlog.write("Arbiter", f"Manual switch to {target} requested by {who}{' (force)' if force else ''}")
+            if target == me:
+                return await self._switch_to_me(force, who)
+            return await self._switch_to_peer(peer, who)
+
+    async def _switch_to_me(self, force: bool, who: str) -> NodeState:
+        s, peer = self.state, self.node.peer_id
+        if s.role is Role.ACTIVE:
+            return s
+        if not self.can_be_active():
+            raise SwitchRefused(f"{s.node_id} cannot be ACTIVE: "
+                                f"{self.store_problem or 'its LAN check fails or hot standby is disabled'}")
+        known = max(s.epoch, s.peer.epoch if s.peer else 0)
+        why = f"manual switch requested by {who}"
+        r = await self._command_peer(Role.STANDBY, known + 1, Cause.MANUAL, why)
+        if not r.ok:
+            if r.answered and r.status != 401:
+                raise SwitchRefused(f"{peer} refused to step down: {r.detail}")
+            if not force:
+                raise SwitchRefused(f"the current ACTIVE {peer} is unreachable ({r.detail}); "
+                                    "use force to take ACTIVE anyway")
+            why += f", forced while {peer} is unreachable"
+        d = rules.promote(self.state, rule="R7", cause=Cause.MANUAL, why=why, demote_peer=False, epoch=known + 1)
+        await self._commit_and_apply(d)
+        if self.state.role is not Role.ACTIVE:
+            raise SwitchRefused(f"cannot take ACTIVE: {self.store_problem}")
+        return self.state
+
+    async def _switch_to_peer(self, peer: str, who: str) -> NodeState:
+        probe = await self.peer.probe()
+        view = await self._exchange(self.cluster)
+        if not probe.ok or view is None:
+            raise SwitchRefused(f"target {peer} is unreachable or unhealthy ({probe.detail})")
+        if not view.can_be_active:
+            raise SwitchRefused(f"target {peer} cannot be ACTIVE (its LAN check fails or it cannot persist)")
+        if view.role is Role.ACTIVE and self.state.role is Role.STANDBY:
+            return self.state
+        why = f"manual switch to {peer} requested by {who}"
+        if self.state.role is Role.ACTIVE:
+            d = rules.demote(self.state, rule="R7", cause=Cause.MANUAL, why=why, handover=True)
+            r = await self._commit_and_apply(d)
+            if r is not None and r.ok:
+                return self.state
+            back = rules.promote(self.state, rule="R7", cause=Cause.MANUAL, demote_peer=True,
+                                 why=f"switch to {peer} failed ({r.detail if r else 'no answer'}); taking ACTIVE back")
+            await self._commit_and_apply(back)
+            raise SwitchRefused(f"target {peer} did not take ACTIVE: {r.detail if r else 'no answer'}")
+        r = await self._command_peer(Role.ACTIVE, max(self.state.epoch, view.epoch) + 1, Cause.MANUAL, why)
+        if not r.ok:
+            raise SwitchRefused(f"target {peer} did not take ACTIVE: {r.detail}")
+        return self.state
+
+    async def shutdown(self) -> None:
+        """R10: hand ACTIVE to a healthy peer, stop CTI, and stop the loop."""
+        self._stopping = True
+        self.wake()
+        try:
+            await asyncio.wait_for(self.lock.acquire(), 1.0)
+        except TimeoutError:
+            log.warning("shutdown: a command holds the lock; stopping without waiting for it")
+            await self.cti.converge()
+            return
+        try:
+            s, cfg = self.state, self.cluster
+            healthy_peer = s.probed and s.peer_failures == 0 and s.peer is not None and s.peer.can_be_active
+            if cfg.enabled and s.role is Role.ACTIVE:
+                d = rules.demote(s, rule="R10", cause=Cause.SHUTDOWN, handover=healthy_peer,
+                                 why=f"graceful stop{f': handing ACTIVE to {s.peer_id}' if healthy_peer else ''}")
+                await self._commit_and_apply(d, promote_timeout=min(cfg.heartbeat_timeout_s, 1.5))
+            await self.cti.converge()
+        finally:
+            self.lock.release()
+
+    # -- status ------------------------------------------------------------------------------
+    def expected_delay(self) -> float:
+        return rules.expected_failover_delay(self.cluster, connect_s=CTI_CONNECT_S,
+                                             ports=self.node.cti_ports, devices=self.node.cti_devices)
+
+    def _update_gauges(self) -> None:
+        m, n, s = self.metrics, self.node.node_id, self.state
+        m.role.labels(n).set(1 if s.role is Role.ACTIVE else 0)
+        m.epoch.labels(n).set(s.epoch)
+        m.consecutive_failures.labels(n).set(s.peer_failures)
+        m.lan_ok.labels(n).set(0 if self.lan_ok is False else 1)
+        m.maintenance.labels(n).set(1 if s.maintenance else 0)
+        m.expected_delay.labels(n).set(self.expected_delay())
+
+    def peer_status(self) -> str:
+        s = self.state
+        if not s.probed:
+            return "Unknown"
+        if s.peer_failures >= self.cluster.failures_to_switch:
+            return "Error"
+        return status_words(s.peer.role if s.peer else None)
+
+    def status(self) -> dict[str, Any]:
+        s, cfg = self.state, self.cluster
+        peer_id = s.peer_id
+        return {
+            "local": {
+                "node_id": s.node_id, "address": self.node.local_address or cfg.address_of(s.node_id),
+                "rank": s.rank.value, "role": s.role.value, "status": status_words(s.role), "epoch": s.epoch,
+                "role_since": _iso(self.role_since), "cause": s.cause.value,
+                "consecutive_failures": s.peer_failures, "consecutive_successes": s.peer_successes,
+                "lan_ok": self.lan_ok is not False, "lan_check": "off" if self.lan_ok is None else "on",
+                "cti": self.cti.snapshot(), "maintenance": s.maintenance, "last_decision": self.last_reason,
+                "healthy": self.healthy()[0], "problem": self.store_problem or self.peer_auth_problem,
+            },
+            "peer": {
+                "node_id": peer_id, "address": cfg.address_of(peer_id), "rank": rank_of(peer_id).value,
+                "role": s.peer.role.value if s.peer else None, "status": self.peer_status(),
+                "epoch": s.peer.epoch if s.peer else None, "role_since": self.peer_info.get("role_since"),
+                "reachable": s.probed and s.peer_failures == 0,
+                "auth_problem": self.peer_auth_problem,
+            },
+            "settings": cfg.model_dump(),
+            "expected_failover_delay_s": round(self.expected_delay(), 3),
+            "clock_skew_s": None if self.skew_s is None else round(self.skew_s, 4),
+            "config_digest": self.config.digest(),
+            "config_replicated": self.peer_digest == self.config.digest(),
+            "witness": None,
+        }

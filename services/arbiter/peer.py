@@ -1,0 +1,140 @@
+"""The arbiter's HTTP client for its peer: monitor probe, state exchange, role commands, config pull.
+
+Connections are kept alive and reused (a new TCP handshake per probe costs a whole retransmit
+timeout when a SYN is lost), and a probe that has not answered by half of T is hedged with a second
+one on another connection: the probe fails only when no valid answer came within T (R2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from hotstandby.peerauth import sign
+from hotstandby.settings import ClusterSettings, NodeSettings
+
+USER_AGENT = "hotstandby-arbiter"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    seconds: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class CallResult:
+    ok: bool
+    status: int | None  # None: no answer at all (unreachable, timeout)
+    body: Any
+    detail: str
+
+    @property
+    def answered(self) -> bool:
+        return self.status is not None
+
+
+def _client(node: NodeSettings) -> httpx.AsyncClient:
+    verify: Any = node.tls_ca_file or True if node.tls else False
+    cert = (node.tls_cert_file, node.tls_key_file) if node.tls else None
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=60)
+    return httpx.AsyncClient(verify=verify, cert=cert, limits=limits, headers={"user-agent": USER_AGENT},
+                             trust_env=False)
+
+
+class PeerClient:
+    def __init__(self, node: NodeSettings, cluster: Callable[[], ClusterSettings]) -> None:
+        self._node = node
+        self._cluster = cluster
+        self._scheme = "https" if node.tls else "http"
+        # Two pools: the hedge must not queue behind a stuck first attempt on the same connection.
+        self._primary = _client(node)
+        self._hedge = _client(node)
+
+    @property
+    def address(self) -> str:
+        return self._cluster().address_of(self._node.peer_id)
+
+    def _url(self, port: int, path: str) -> str:
+        host = self.address
+        host = f"[{host}]" if ":" in host else host
+        return f"{self._scheme}://{host}:{port}{path}"
+
+    async def probe(self) -> ProbeResult:
+        """GET the peer monitor's mod=NONE (or IPSWS); hedged inside the T budget."""
+        cfg = self._cluster()
+        mod, want = ("IPSWS", "IPSWS=OK") if cfg.switch_on_application_error else ("NONE", "OK")
+        url = self._url(cfg.monitor_port, f"/IPSCFG/admin/monitor.aspx?mod={mod}")
+        budget = cfg.heartbeat_timeout_s
+        start = time.monotonic()
+
+        async def attempt(client: httpx.AsyncClient, delay: float) -> str | None:
+            if delay:
+                await asyncio.sleep(delay)
+            remaining = budget - (time.monotonic() - start)
+            if remaining <= 0:
+                return "timeout"
+            try:
+                r = await client.get(url, timeout=remaining)
+            except httpx.HTTPError as exc:
+                return type(exc).__name__
+            if r.status_code == 200 and r.text.strip() == want:
+                return None
+            return f"HTTP {r.status_code} {r.text.strip()[:80]}"
+
+        tasks = [asyncio.create_task(attempt(self._primary, 0)), asyncio.create_task(attempt(self._hedge, budget / 2))]
+        detail = "timeout"
+        try:
+            for fut in asyncio.as_completed(tasks, timeout=budget):
+                try:
+                    err = await fut
+                except TimeoutError:
+                    break
+                if err is None:
+                    return ProbeResult(True, time.monotonic() - start, "ok")
+                detail = err
+        except TimeoutError:
+            detail = "timeout"
+        finally:
+            for t in tasks:
+                t.cancel()
+        return ProbeResult(False, time.monotonic() - start, detail)
+
+    async def _signed(self, method: str, path: str, payload: Any | None, timeout: float) -> CallResult:
+        cfg = self._cluster()
+        body = b"" if payload is None else json.dumps(payload).encode()
+        headers = sign(self._node.peer_secret, method, path, body, node=self._node.node_id)
+        headers["content-type"] = "application/json"
+        try:
+            r = await self._primary.request(method, self._url(cfg.arbiter_port, path), content=body,
+                                            headers=headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return CallResult(False, None, None, f"{type(exc).__name__} calling {path}")
+        try:
+            data = r.json()
+        except ValueError:
+            data = None
+        if r.status_code >= 400:
+            detail = data.get("detail") if isinstance(data, dict) else r.text[:200]
+            return CallResult(False, r.status_code, data, f"HTTP {r.status_code}: {detail}")
+        return CallResult(True, r.status_code, data, "ok")
+
+    async def exchange(self, payload: dict[str, Any], timeout: float) -> CallResult:
+        return await self._signed("POST", "/peer/heartbeat", payload, timeout)
+
+    async def role(self, payload: dict[str, Any], timeout: float) -> CallResult:
+        return await self._signed("POST", "/peer/role", payload, timeout)
+
+    async def config(self, digest: str, timeout: float) -> CallResult:
+        return await self._signed("GET", f"/peer/config?digest={digest}", None, timeout)
+
+    async def aclose(self) -> None:
+        await self._primary.aclose()
+        await self._hedge.aclose()

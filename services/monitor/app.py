@@ -1,0 +1,118 @@
+"""The monitor's HTTP API: the load balancer's and the peer's probes, and CTI control.
+
+The compatibility paths keep existing load balancer monitors working: like IIS, the path and the
+``mod`` value match case-insensitively. Role answers use status codes (200 ACTIVE, 503 STANDBY),
+because HAProxy's ``expect string ACTIVE`` would also match ``INACTIVE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from hotstandby.ftlog import FaultTolerantLog
+from hotstandby.model import Role
+from hotstandby.settings import NodeSettings
+from hotstandby.web import BodyLimit, admin_guard
+from services.monitor.cti import CtiService, NotActive
+
+COMPAT_PATHS = {"/ipscfg/admin/monitor.aspx": "/monitor", "/monitor": "/monitor"}
+CTI_FIELDS = ("state", "pid", "restarts", "ports_registered", "devices_registered", "last_error")
+
+
+class CaseInsensitivePaths:
+    """Route /IPSCFG/Admin/Monitor.aspx, /MONITOR, ... to /monitor, as IIS would."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            target = COMPAT_PATHS.get(scope["path"].lower().rstrip("/") or "/")
+            if target:
+                scope = dict(scope, path=target, raw_path=target.encode())
+        await self.app(scope, receive, send)
+
+
+@dataclass
+class MonitorContext:
+    node: NodeSettings
+    address: Callable[[], str]
+    role: Callable[[], Role | None]
+    cti: CtiService
+    registry: CollectorRegistry
+    ftlog: FaultTolerantLog
+    self_check: Callable[[], str | None]  # None when the application is healthy
+
+
+def create_app(ctx: MonitorContext) -> FastAPI:
+    app = FastAPI(title=f"hotstandby monitor ({ctx.node.node_id})", version="0.1.0",
+                  description="Health and role probes for the peer and the load balancer; CTI supervisor.")
+    app.add_middleware(CaseInsensitivePaths)
+    app.add_middleware(BodyLimit, max_bytes=16 * 1024)
+    admin = admin_guard(ctx.node.admin_token, lambda msg: ctx.ftlog.write("Monitor", msg))
+
+    def probe(mod: str) -> PlainTextResponse:
+        kind = mod.strip().upper()
+        if kind == "NONE":
+            return PlainTextResponse("OK")
+        if kind == "IPSWS":
+            problem = ctx.self_check()
+            if problem:
+                return PlainTextResponse(f"IPSWS=ERROR: {problem}", status_code=503)
+            return PlainTextResponse("IPSWS=OK")
+        if kind == "FT":
+            active = ctx.role() is Role.ACTIVE
+            return PlainTextResponse("ACTIVE" if active else "STANDBY", status_code=200 if active else 503)
+        return PlainTextResponse(f"unknown mod {mod[:40]!r}: use NONE, IPSWS or FT", status_code=400)
+
+    @app.get("/monitor", tags=["probes"], response_class=PlainTextResponse,
+             summary="Also at /IPSCFG/admin/monitor.aspx; path and mod match case-insensitively",
+             responses={503: {"description": "STANDBY (mod=FT) or IPSWS=ERROR"}, 400: {"description": "unknown mod"}})
+    def monitor(mod: str = "NONE") -> PlainTextResponse:
+        return probe(mod)
+
+    @app.get("/whoami", tags=["probes"])
+    def whoami() -> dict[str, str]:
+        return {"node_id": ctx.node.node_id, "address": ctx.address()}
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    def metrics() -> Response:
+        return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/cti", tags=["cti"])
+    def cti() -> dict[str, Any]:
+        snap = ctx.cti.supervisor.snapshot()
+        return {k: snap.get(k) for k in CTI_FIELDS} | {"held": ctx.cti.held}
+
+    async def command(action: str) -> JSONResponse:
+        try:
+            await getattr(ctx.cti, action)()
+        except NotActive as exc:
+            raise HTTPException(409, str(exc)) from None
+        ctx.ftlog.write("Monitor", f"CTI {action} requested by the administrator")
+        return JSONResponse(cti())
+
+    @app.post("/cti/start", tags=["cti"], dependencies=[Depends(admin)])
+    async def cti_start() -> JSONResponse:
+        return await command("start")
+
+    @app.post("/cti/stop", tags=["cti"], dependencies=[Depends(admin)])
+    async def cti_stop() -> JSONResponse:
+        return await command("stop")
+
+    @app.post("/cti/restart", tags=["cti"], dependencies=[Depends(admin)])
+    async def cti_restart() -> JSONResponse:
+        return await command("restart")
+
+    return app

@@ -1,0 +1,82 @@
+"""Keeps the CTI process in step with the node's durable role (R9: CTI only while ACTIVE).
+
+The arbiter commits a role, then asks for convergence; the monitor also converges on its own
+(every ``poll_s``) so that, when the two services run as separate processes, the CTI server still
+follows the role committed in the shared database. An operator's ``/cti/stop`` holds CTI stopped
+until ``/cti/start`` or the next promotion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from hotstandby.model import Role
+
+
+class Supervisor(Protocol):
+    async def start(self, *, epoch: int) -> None: ...
+    async def stop(self, reason: str = "") -> None: ...
+    async def restart(self, reason: str, *, counted: bool = True) -> None: ...
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+class NotActive(Exception):
+    """CTI may only run on the ACTIVE node."""
+
+
+RoleSource = Callable[[], tuple[Role | None, int]]
+
+
+class CtiService:
+    def __init__(self, supervisor: Supervisor, role: RoleSource) -> None:
+        self.supervisor = supervisor
+        self._role = role
+        self.held = False
+        self._last_role: Role | None = None
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+
+    async def converge(self) -> None:
+        async with self._lock:
+            role, epoch = self._role()
+            if role is Role.ACTIVE and self._last_role is not Role.ACTIVE:
+                self.held = False  # a promotion always starts CTI, whatever an operator held before
+            self._last_role = role
+            want = role is Role.ACTIVE and not self.held
+            running = self.supervisor.snapshot().get("desired") == "running"
+            if want and not running:
+                await self.supervisor.start(epoch=epoch)
+            elif not want and running:
+                await self.supervisor.stop("held by operator" if self.held else "node is STANDBY")
+
+    async def start(self) -> None:
+        if self._role()[0] is not Role.ACTIVE:
+            raise NotActive("CTI runs only on the ACTIVE node; this node is STANDBY")
+        self.held = False
+        await self.converge()
+
+    async def stop(self) -> None:
+        self.held = True
+        await self.converge()
+
+    async def restart(self) -> None:
+        if self._role()[0] is not Role.ACTIVE:
+            raise NotActive("CTI runs only on the ACTIVE node; this node is STANDBY")
+        self.held = False
+        await self.converge()
+        async with self._lock:
+            await self.supervisor.restart("manual restart")
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    async def run(self, poll_s: float) -> None:
+        """Converge whenever nudged, and at least every ``poll_s`` (the separate-process mode)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll_s)
+            self._wake.clear()
+            await self.converge()

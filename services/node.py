@@ -1,0 +1,264 @@
+"""Wires one node: store, log, settings, CTI supervisor, arbiter and monitor, in one event loop.
+
+``hotstandby node`` runs both services in one process (the CTI child dies with it, R9) and is
+the deployment we recommend. ``hotstandby arbiter`` and ``hotstandby monitor`` run them apart,
+sharing ``HS_DATA_DIR``: the monitor then follows the role the arbiter commits to the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+
+from hotstandby.ftlog import FaultTolerantLog
+from hotstandby.hlc import HybridClock
+from hotstandby.metrics import ArbiterMetrics, monitor_registry
+from hotstandby.model import Role
+from hotstandby.settings import ClusterSettings, NodeSettings, SettingsError, check_startable
+from hotstandby.store import Store, StoreError
+from services.arbiter.app import create_app as create_arbiter_app
+from services.arbiter.config import ConfigBook
+from services.arbiter.heartbeat import Arbiter
+from services.arbiter.peer import PeerClient
+from services.monitor.app import MonitorContext
+from services.monitor.app import create_app as create_monitor_app
+from services.monitor.cti import CtiService
+from services.monitor.supervisor import CtiSupervisor
+
+log = logging.getLogger("hotstandby.node")
+SECRET_ENV = ("HS_PEER_SECRET", "HS_ADMIN_TOKEN")
+
+
+class StartupError(Exception):
+    """The node cannot start: one line for the operator, and the exit status."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the node decides what SIGTERM means (R10)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def cti_command(node: NodeSettings) -> list[str]:
+    if node.cti_command.strip():
+        return shlex.split(node.cti_command)
+    return [sys.executable, "-m", "services.ctisim.sim", "--ports", str(node.cti_ports),
+            "--devices", str(node.cti_devices)]
+
+
+def cti_env(node: NodeSettings) -> dict[str, str]:
+    """The CTI child's environment: ours without secrets, plus who it runs for."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV)}
+    return env | {"HS_NODE_ID": node.node_id, "HS_CTI_MANAGER_URL": node.cti_manager_url}
+
+
+def _server(app: Any, node: NodeSettings, port: int) -> _Server:
+    ssl: dict[str, Any] = {}
+    if node.tls:
+        ssl = {"ssl_certfile": node.tls_cert_file, "ssl_keyfile": node.tls_key_file}
+        if node.tls_ca_file:
+            ssl["ssl_ca_certs"] = node.tls_ca_file
+    config = uvicorn.Config(app, host=node.bind_host, port=port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=1, lifespan="off", **ssl)
+    return _Server(config)
+
+
+@dataclass
+class Node:
+    node: NodeSettings
+    store: Store
+    ftlog: FaultTolerantLog
+    hlc: HybridClock
+    config: ConfigBook
+    supervisor: CtiSupervisor | None = None
+    cti: CtiService | None = None
+    arbiter: Arbiter | None = None
+    servers: list[_Server] = field(default_factory=list)
+
+
+def open_node(node: NodeSettings, bootstrap: ClusterSettings) -> Node:
+    try:
+        store = Store(node.db_path)
+    except StoreError as exc:
+        raise StartupError(str(exc)) from None
+    ftlog = FaultTolerantLog(node.log_dir, node_id=node.node_id)
+    hlc = HybridClock(time.time)
+    config = ConfigBook(store, hlc, node.node_id, bootstrap)
+    try:
+        check_startable(node, config.current)
+    except SettingsError as exc:
+        raise StartupError(f"refusing to start: {exc}") from None
+    return Node(node, store, ftlog, hlc, config)
+
+
+def _supervisor(n: Node) -> CtiSupervisor:
+    def event(line: str) -> None:
+        n.ftlog.write("CTI", line)
+
+    return CtiSupervisor(cti_command(n.node), env=cti_env(n.node),
+                         restart_delay=lambda: n.config.current.heartbeat_interval_s, on_event=event)
+
+
+def _self_check(n: Node) -> Callable[[], str | None]:
+    def check() -> str | None:
+        if n.arbiter and n.arbiter.store_problem:
+            return f"cannot persist the role: {n.arbiter.store_problem}"
+        return n.supervisor.self_check() if n.supervisor else None
+
+    return check
+
+
+def _monitor_app(n: Node, role: Callable[[], Role | None]) -> Any:
+    assert n.supervisor is not None and n.cti is not None
+    sup = n.supervisor
+    ctx = MonitorContext(
+        node=n.node, address=lambda: n.node.local_address or n.config.current.address_of(n.node.node_id),
+        role=role, cti=n.cti, registry=monitor_registry(n.node.node_id, lambda: sup.up, lambda: sup.restarts),
+        ftlog=n.ftlog, self_check=_self_check(n),
+    )
+    return create_monitor_app(ctx)
+
+
+class _LocalCti:
+    """The arbiter's handle on the CTI supervisor when both services share this process."""
+
+    def __init__(self, service: CtiService) -> None:
+        self._service = service
+
+    async def converge(self) -> None:
+        await self._service.converge()
+
+    def snapshot(self) -> dict[str, Any]:
+        return self._service.supervisor.snapshot()
+
+
+class _RemoteCti:
+    """The arbiter's handle when the monitor is a separate process: it follows the committed role,
+    and the arbiter waits (bounded) until the monitor reports the CTI state that role implies."""
+
+    def __init__(self, n: Node, role: Callable[[], Role]) -> None:
+        self._n, self._role = n, role
+        self._last: dict[str, Any] = {"state": "unknown"}
+
+    async def converge(self) -> None:
+        cfg = self._n.config.current
+        url = f"http://127.0.0.1:{cfg.monitor_port}/cti"
+        deadline = time.monotonic() + 5.0
+        async with httpx.AsyncClient(trust_env=False) as client:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    self._last = (await client.get(url, timeout=1.0)).json()
+                    active = self._role() is Role.ACTIVE
+                    if (self._last.get("state") in ("starting", "running")) == active:
+                        return
+                await asyncio.sleep(0.05)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self._last
+
+
+async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter: bool = True,
+                with_monitor: bool = True) -> int:
+    n = open_node(node, bootstrap)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks: list[asyncio.Task[Any]] = []
+    cfg = n.config.current
+    if with_monitor:
+        n.supervisor = _supervisor(n)
+        n.supervisor.set_daily_restart(cfg.cti_restart_time)
+        if with_arbiter:
+            def role_here() -> tuple[Role | None, int]:
+                a = n.arbiter
+                return (a.state.role, a.state.epoch) if a else (None, 0)
+        else:
+            def role_here() -> tuple[Role | None, int]:
+                rec = n.store.load_node()
+                return (Role(rec.role), rec.epoch) if rec else (None, 0)
+        n.cti = CtiService(n.supervisor, role_here)
+        n.servers.append(_server(_monitor_app(n, lambda: role_here()[0]), node, cfg.monitor_port))
+    if with_arbiter:
+        peer = PeerClient(node, lambda: n.config.current)
+        cti = _LocalCti(n.cti) if n.cti else _RemoteCti(n, lambda: n.arbiter.state.role if n.arbiter else Role.STANDBY)
+        n.arbiter = Arbiter(node=node, store=n.store, ftlog=n.ftlog, metrics=ArbiterMetrics(node.node_id),
+                            config=n.config, hlc=n.hlc, peer=peer, cti=cti)
+        n.servers.append(_server(create_arbiter_app(n.arbiter), node, cfg.arbiter_port))
+    n.ftlog.write("Arbiter" if with_arbiter else "Monitor",
+                  f"Starting {node.node_id} ({node.rank}) as STANDBY, epoch "
+                  f"{n.arbiter.state.epoch if n.arbiter else '-'}; hot standby {'on' if cfg.enabled else 'off'}")
+    for server in n.servers:
+        tasks.append(asyncio.create_task(server.serve()))
+    await _wait_started(n.servers, tasks)
+    if n.arbiter:
+        tasks.append(asyncio.create_task(n.arbiter.run()))
+    if n.cti:
+        tasks.append(asyncio.create_task(_converge_loop(n, poll_s=1.0 if with_arbiter else 0.1)))
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    status = 0
+    for t in done:
+        if t is not waiter and t.exception():
+            log.error("node task failed: %r", t.exception())
+            status = 1
+    await _shutdown(n, tasks)
+    return status
+
+
+async def _wait_started(servers: list[_Server], tasks: list[asyncio.Task[Any]]) -> None:
+    while not all(s.started for s in servers):
+        for t in tasks:
+            if t.done():
+                exc = t.exception()
+                raise StartupError(f"cannot serve: {exc or 'the server stopped (is the port in use?)'}", 1)
+        await asyncio.sleep(0.01)
+
+
+async def _converge_loop(n: Node, poll_s: float) -> None:
+    assert n.cti is not None and n.supervisor is not None
+    while True:
+        n.supervisor.set_daily_restart(n.config.current.cti_restart_time)
+        with contextlib.suppress(StoreError):
+            await n.cti.converge()
+        await asyncio.sleep(poll_s)
+
+
+async def _shutdown(n: Node, tasks: list[asyncio.Task[Any]]) -> None:
+    """R10: hand over first (the peer is ACTIVE within 2 s), then stop serving, then CTI."""
+    if n.arbiter:
+        try:
+            await asyncio.wait_for(n.arbiter.shutdown(), 3.0)
+        except TimeoutError:
+            log.warning("handover did not finish in 3 s")
+    for t in tasks:
+        if t.get_coro().__name__ in ("run", "_converge_loop"):  # type: ignore[union-attr]
+            t.cancel()
+    for server in n.servers:
+        server.should_exit = True
+    if n.supervisor:
+        await n.supervisor.aclose()
+    with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 2.0)
+    if n.arbiter:
+        await n.arbiter.peer.aclose()
+    n.ftlog.write("Arbiter" if n.arbiter else "Monitor", f"Stopped {n.node.node_id}")
+    n.store.close()
