@@ -1,0 +1,36 @@
+"""Fixtures for the deployment-file tests: the HS_* names the settings model knows, `haproxy -c`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hotstandby.settings import CLUSTER_FIELDS, NODE_FIELDS, env_name
+
+HaproxyCheck = Callable[[str], subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def known_env() -> frozenset[str]:
+    """Every HS_* variable the settings model reads, and its HS_*_FILE form (SPEC section 2)."""
+    names = {env_name(f) for f in (*CLUSTER_FIELDS, *NODE_FIELDS)}
+    return frozenset(names | {name + "_FILE" for name in names})
+
+
+@pytest.fixture
+def haproxy_check(tmp_path: Path) -> HaproxyCheck:
+    """`haproxy -c` on a config text; skips the test when haproxy is not installed."""
+    binary = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+    if binary is None:
+        pytest.skip("haproxy not installed (apt-get install haproxy)")
+
+    def check(cfg: str) -> subprocess.CompletedProcess[str]:
+        path = tmp_path / "haproxy.cfg"
+        path.write_text(cfg)
+        return subprocess.run([binary, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
+
+    return check
