@@ -1,0 +1,546 @@
+"""CTI supervisor shim: runs the CTI server process only while told to (SPEC R9).
+
+What it guarantees, and how:
+- The child runs in its own session/process group, so a stop (SIGTERM, then SIGKILL after
+  `stop_grace_s`) reaches everything the CTI server started, and an exit sweeps the group.
+- The child carries PR_SET_PDEATHSIG=SIGKILL (see `procctl.die_with_parent`), so it dies with the
+  node process even when the node is SIGKILLed and no cleanup code runs.
+- Every child is awaited (the asyncio child watcher reaps it): no zombies.
+- Watchdog: an exit while desired=running is respawned at once, then with exponential backoff
+  capped at the heartbeat interval I (`restart_delay()`), so a respawn always comes within one I.
+  Five exits in a row without reaching READY (or a missing command) make the state `failed`;
+  it keeps retrying every I so it recovers when the cause goes away.
+- start/stop/restart are serialised by one asyncio.Lock; `stop` sets desired=stopped before it
+  waits for the lock and bumps a generation counter, so a pending watchdog respawn can never
+  spawn after stop returned.
+
+Readiness: the bundled simulator prints `HS-CTI port k/N`, `HS-CTI device k/M`, `HS-CTI READY`
+on stdout. A program that never prints any `HS-CTI` line counts as running once it stayed alive
+for `ALIVE_READY_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from services.monitor.procctl import PDEATHSIG_AVAILABLE, describe_exit, die_with_parent, signal_group
+
+log = logging.getLogger("hotstandby.cti")
+
+PROTOCOL_PREFIX = "HS-CTI"
+ALIVE_READY_S = 1.0  # a program without the HS-CTI protocol is "running" after this long alive
+BACKOFF_FIRST_S = 0.1  # second exit in a row; doubles from there, capped at restart_delay()
+BACKOFF_RESET_UPTIME_S = 10.0  # a child that stayed up this long starts the backoff afresh
+FAILED_AFTER_EXITS = 5  # exits in a row without reaching READY before the state is `failed`
+DAILY_CHECK_S = 10.0  # wall-clock poll for the daily restart (the spec asks for <= 20 s)
+DRAIN_TIMEOUT_S = 1.0  # after an exit, how long a straggler may hold the output pipes open
+MAX_LINE = 64 * 1024  # longer output without a newline is forwarded in chunks of this size
+
+_COUNT_LINE = re.compile(r"(port|device)s?\s+(\d+)\s*/\s*(\d+)")
+_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+
+State = Literal["stopped", "starting", "running", "failed"]
+
+
+class _ChildProtocol(asyncio.SubprocessProtocol):
+    """Reads stdout/stderr as they arrive (the pipes never fill) and reports exit and close.
+
+    We use our own protocol rather than `asyncio.subprocess.Process`: its `wait()` only returns
+    once the output pipes are closed too, and a grandchild holding them would hide the exit.
+    """
+
+    def __init__(self, on_connect: Callable[[int], None], on_line: Callable[[int, str], None]) -> None:
+        loop = asyncio.get_running_loop()
+        self._on_connect = on_connect
+        self._on_line = on_line
+        self._buffers: dict[int, bytearray] = {}
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Called before any output is delivered, so every line can name its pid.
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self._on_connect(transport.get_pid())
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        buf = self._buffers.setdefault(fd, bytearray())
+        buf += data
+        while (end := buf.find(b"\n")) >= 0:
+            line = bytes(buf[:end])
+            del buf[: end + 1]
+            self._emit(fd, line)
+        while len(buf) > MAX_LINE:
+            self._emit(fd, bytes(buf[:MAX_LINE]))
+            del buf[:MAX_LINE]
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        buf = self._buffers.pop(fd, None)
+        if buf:
+            self._emit(fd, bytes(buf))
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # All pipes closed and the process exited.
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def _emit(self, fd: int, raw: bytes) -> None:
+        try:
+            self._on_line(fd, raw.decode("utf-8", "replace").rstrip("\r"))
+        except Exception:  # a parsing bug must never stop us reading (the pipe would fill)
+            log.exception("cannot handle CTI output line")
+
+
+class _Child:
+    """One spawned CTI process and what its output told us."""
+
+    def __init__(self, epoch: int, started_at: float) -> None:
+        self.epoch = epoch
+        self.started_at = started_at
+        self.pid = 0
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.protocol: _ChildProtocol | None = None
+        self.watch_task: asyncio.Task[None] | None = None
+        self.ready = False  # counted as running (by READY, or alive long enough without protocol)
+        self.ready_line = False  # READY seen, possibly before the spawn call even returned
+        self.saw_protocol = False
+        self.ports = 0
+        self.devices = 0
+        self.expected_exit = False  # set by stop/restart before they signal it
+
+
+class CtiSupervisor:
+    """Runs `command` while desired=running; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        restart_delay: Callable[[], float],
+        on_event: Callable[[str], None] = lambda line: None,
+        stop_grace_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = datetime.now,
+        daily_check_s: float = DAILY_CHECK_S,
+    ) -> None:
+        if not command:
+            raise ValueError("CTI command is empty")
+        self._command = [str(part) for part in command]
+        self._env = dict(env) if env is not None else None
+        self._restart_delay = restart_delay
+        self._on_event = on_event
+        self._stop_grace_s = stop_grace_s
+        self._clock = clock
+        self._wall = wall
+        self._daily_check_s = daily_check_s
+
+        self._lock = asyncio.Lock()
+        self._desired: Literal["running", "stopped"] = "stopped"
+        self._epoch: int | None = None
+        self._child: _Child | None = None
+        self._gen = 0  # bumped by every start/stop/restart call: stale respawns see it and give up
+        self._restarts = 0
+        self._backoff_step = 0  # exits in a row since the backoff was last reset
+        self._exits_unready = 0  # exits in a row without reaching READY
+        self._failed = False
+        self._last_error: str | None = None
+        self._respawn_task: asyncio.Task[None] | None = None
+        self._respawn_sleeping = False
+        self._daily = ""
+        self._daily_done: tuple[str, str] | None = None
+        self._daily_wake = asyncio.Event()
+        self._daily_task: asyncio.Task[None] | None = None
+        self._closed = False
+        if not PDEATHSIG_AVAILABLE:
+            log.warning("PR_SET_PDEATHSIG unavailable here: the CTI server may outlive a killed node")
+
+    # ----------------------------------------------------------------- read side
+
+    @property
+    def state(self) -> State:
+        child = self._child
+        if child is not None and child.ready:
+            return "running"
+        if self._failed:
+            return "failed"  # stays `failed` through retries until one reaches READY
+        if child is not None or self._desired == "running":
+            return "starting"  # spawned, or an exit whose respawn is pending
+        return "stopped"
+
+    @property
+    def up(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def restarts(self) -> int:
+        return self._restarts
+
+    def snapshot(self) -> dict[str, Any]:
+        child = self._child
+        return {
+            "state": self.state,
+            "pid": child.pid if child is not None else None,
+            "restarts": self._restarts,
+            "ports_registered": child.ports if child is not None else 0,
+            "devices_registered": child.devices if child is not None else 0,
+            "last_error": self._last_error,
+            "desired": self._desired,
+            "epoch": child.epoch if child is not None else self._epoch,
+        }
+
+    def self_check(self) -> str | None:
+        """None when healthy (desired stopped, or running); else a short reason for IPSWS=ERROR."""
+        if self._desired == "stopped":
+            return None
+        state = self.state
+        if state == "running":
+            return None
+        if state == "failed":
+            return self._last_error or "CTI server failed"
+        if self._child is not None:
+            return "CTI server starting"
+        return "CTI server not running, restart pending"
+
+    # ----------------------------------------------------------------- commands
+
+    async def start(self, *, epoch: int) -> None:
+        """desired=running; spawn unless a child already runs. Returns once spawned, not READY."""
+        self._gen += 1
+        self._cancel_sleeping_respawn()
+        async with self._lock:
+            self._desired = "running"
+            self._epoch = epoch
+            self._ensure_daily_task()
+            if self._child is not None:
+                # Already running (an older epoch keeps running: a promotion is not a restart).
+                return
+            # A promotion is a fresh attempt: forget the previous backoff and failure streak.
+            self._backoff_step = 0
+            self._exits_unready = 0
+            child = await self._spawn_locked()
+            if child is not None:
+                self._event(f"CTI server started, pid {child.pid}, epoch {epoch}")
+
+    async def stop(self, reason: str = "") -> None:
+        """desired=stopped; SIGTERM the group, SIGKILL after stop_grace_s; returns once reaped."""
+        was_wanted = self._desired == "running" or self._child is not None
+        # Before waiting for the lock: an exit noticed meanwhile must not schedule a respawn.
+        self._desired = "stopped"
+        self._gen += 1
+        self._cancel_sleeping_respawn()
+        async with self._lock:
+            self._desired = "stopped"  # again: a start() queued before us may have set it
+            self._failed = False
+            child = self._child
+            killed = False
+            if child is not None:
+                killed = await self._terminate_locked(child)
+                was_wanted = True
+            if was_wanted:
+                words = "CTI server stopped" + (f" ({reason})" if reason else "")
+                if killed:
+                    words += f"; it ignored SIGTERM for {self._stop_grace_s:g} s and was killed"
+                self._event(words)
+
+    async def restart(self, reason: str, *, counted: bool = True) -> None:
+        """Stop then start with the same epoch. Does nothing while desired=stopped (R9: CTI only
+        runs on the ACTIVE node, so a restart must never start it on a STANDBY one)."""
+        self._gen += 1
+        self._cancel_sleeping_respawn()
+        async with self._lock:
+            if self._desired != "running" or self._epoch is None:
+                log.warning("CTI restart (%s) ignored: CTI is not meant to run on this node", reason)
+                return
+            child = self._child
+            if child is not None:
+                await self._terminate_locked(child)
+            self._backoff_step = 0
+            self._exits_unready = 0
+            new = await self._spawn_locked()
+            if new is not None:
+                if counted:
+                    self._restarts += 1
+                self._event(f"CTI server restarted ({reason}), pid {new.pid}, epoch {new.epoch}")
+
+    def set_daily_restart(self, hhmm: str) -> None:
+        """Empty disables; "HH:MM" (local wall time) restarts a running CTI server once a day then."""
+        hhmm = hhmm.strip()
+        if hhmm and not _HHMM.fullmatch(hhmm):
+            raise ValueError(f"daily CTI restart time must be HH:MM (00:00-23:59), not {hhmm!r}")
+        self._daily = hhmm
+        self._daily_wake.set()
+
+    async def daily_tick(self) -> bool:
+        """One check of the daily restart (the loop calls it; tests may too). True if it restarted."""
+        target = self._daily
+        if not target:
+            return False
+        now = self._wall()
+        if now.strftime("%H:%M") != target:
+            return False
+        key = (now.date().isoformat(), target)
+        if self._daily_done == key:
+            return False
+        # Marked even when CTI is not running: a promotion inside that minute needs no restart.
+        self._daily_done = key
+        if self._desired != "running":
+            return False
+        await self.restart(f"daily restart at {target}")
+        return True
+
+    async def aclose(self) -> None:
+        """Node shutdown: stop the CTI server and every task of ours."""
+        self._closed = True
+        # asyncio.wait, not `await task` under suppress(CancelledError): that would also swallow
+        # a cancellation of aclose() itself.
+        if self._daily_task is not None:
+            self._daily_task.cancel()
+            await asyncio.wait({self._daily_task})
+            self._daily_task = None
+        await self.stop("node shutdown")
+        task = self._respawn_task
+        if task is not None and not task.done():
+            # Stale (stop bumped the generation) and past its sleep: let it finish, it spawns nothing.
+            await asyncio.wait({task})
+
+    # ----------------------------------------------------------------- internals
+
+    def _event(self, line: str) -> None:
+        log.info(line)
+        try:
+            self._on_event(line)
+        except Exception:
+            log.exception("CTI on_event callback failed")
+
+    def _child_env(self, epoch: int) -> dict[str, str]:
+        env = dict(self._env) if self._env is not None else dict(os.environ)
+        env["HS_EPOCH"] = str(epoch)
+        return env
+
+    async def _spawn_locked(self) -> _Child | None:
+        """Spawn one child (caller holds the lock). None when it cannot even be started."""
+        assert self._epoch is not None
+        child = _Child(self._epoch, self._clock())
+        program = self._command[0]
+        try:
+            transport, protocol = await asyncio.get_running_loop().subprocess_exec(
+                lambda: _ChildProtocol(
+                    lambda pid: setattr(child, "pid", pid), lambda fd, line: self._on_line(child, fd, line)
+                ),
+                *self._command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._child_env(self._epoch),
+                start_new_session=True,
+                preexec_fn=die_with_parent(os.getpid()),
+            )
+        except (FileNotFoundError, NotADirectoryError):
+            self._spawn_failed(f"command not found: {program}")
+            return None
+        except PermissionError:
+            self._spawn_failed(f"permission denied: {program}")
+            return None
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._spawn_failed(f"cannot start {program}: {exc}")
+            return None
+        child.transport = transport
+        child.protocol = protocol
+        child.pid = transport.get_pid()
+        self._child = child
+        child.watch_task = asyncio.create_task(self._watch(child), name=f"cti-watch-{child.pid}")
+        if child.ready_line:
+            # READY arrived while the spawn was still being set up (a fast child): honour it now,
+            # after the caller has announced the start.
+            asyncio.get_running_loop().call_soon(self._mark_ready, child)
+        return child
+
+    def _spawn_failed(self, reason: str) -> None:
+        newly = not self._failed
+        self._failed = True
+        self._last_error = reason
+        delay = self._cap()
+        if newly:
+            self._event(f"CTI server failed: {reason}; retrying every {delay:g} s")
+        else:
+            log.debug("CTI spawn failed again: %s", reason)
+        self._schedule_respawn(delay)
+
+    def _cap(self) -> float:
+        try:
+            return max(0.0, float(self._restart_delay()))
+        except Exception:  # a settings bug must not kill the watchdog
+            log.exception("restart_delay() failed; using 1 s")
+            return 1.0
+
+    def _next_delay(self) -> float:
+        step = self._backoff_step
+        self._backoff_step += 1
+        cap = self._cap()
+        if self._failed:
+            return cap
+        if step == 0:
+            return 0.0
+        return min(BACKOFF_FIRST_S * 2 ** min(step - 1, 30), cap)
+
+    def _on_line(self, child: _Child, fd: int, line: str) -> None:
+        if fd == 1 and line.startswith(PROTOCOL_PREFIX):
+            child.saw_protocol = True
+            rest = line[len(PROTOCOL_PREFIX) :].strip()
+            if rest == "READY":
+                child.ready_line = True
+                self._mark_ready(child)
+            elif match := _COUNT_LINE.fullmatch(rest):
+                if match.group(1) == "port":
+                    child.ports = int(match.group(2))
+                else:
+                    child.devices = int(match.group(2))
+            log.debug("cti[%d] %s", child.pid, line)
+            return
+        log.info("cti[%d] %s%s", child.pid, "" if fd == 1 else "stderr: ", line)
+
+    def _mark_ready(self, child: _Child) -> None:
+        if child.ready or child is not self._child or child.expected_exit:
+            return
+        child.ready = True
+        recovered = self._failed
+        self._failed = False
+        self._exits_unready = 0
+        words = f"CTI server ready, pid {child.pid}"
+        if child.saw_protocol:
+            words += f", {child.ports} ports and {child.devices} devices registered"
+        if recovered:
+            words += f" (recovered from: {self._last_error})"
+        self._event(words)
+
+    async def _watch(self, child: _Child) -> None:
+        """Follows one child from spawn to reaping: readiness fallback, exit, group sweep, drain."""
+        assert child.protocol is not None and child.transport is not None
+        exited = child.protocol.exited
+        done, _ = await asyncio.wait({exited}, timeout=ALIVE_READY_S)
+        if not done and not child.saw_protocol:
+            self._mark_ready(child)
+        await exited
+        returncode = child.transport.get_returncode()
+        # Whatever the CTI server left in its group must not outlive it either.
+        signal_group(child.pid, signal.SIGKILL)
+        if not child.expected_exit:
+            self._on_exit(child, returncode if returncode is not None else -1)
+        # Let the last output lines arrive; a straggler that escaped the group could hold the
+        # pipes open forever, so close them after a bound.
+        await asyncio.wait({child.protocol.closed}, timeout=DRAIN_TIMEOUT_S)
+        child.transport.close()
+
+    def _on_exit(self, child: _Child, returncode: int) -> None:
+        """An exit nobody asked for: the watchdog (R9)."""
+        if child is not self._child:
+            return
+        self._child = None
+        what = describe_exit(returncode)
+        self._last_error = what
+        if self._desired != "running":
+            self._event(f"CTI server {what}")
+            return
+        if self._clock() - child.started_at >= BACKOFF_RESET_UPTIME_S:
+            self._backoff_step = 0
+        if not child.ready:
+            self._exits_unready += 1
+        if self._exits_unready >= FAILED_AFTER_EXITS:
+            self._last_error = f"{what} {self._exits_unready} times in a row"
+        delay = self._next_delay()
+        self._event(f"CTI server {what}, restarting in {delay:g} s")
+        if self._exits_unready >= FAILED_AFTER_EXITS and not self._failed:
+            self._failed = True
+            self._event(f"CTI server failed: {self._last_error}; retrying every {self._cap():g} s")
+        self._schedule_respawn(delay)
+
+    def _schedule_respawn(self, delay: float) -> None:
+        if self._closed:
+            return
+        self._respawn_task = asyncio.create_task(self._respawn_later(delay, self._gen), name="cti-respawn")
+
+    def _cancel_sleeping_respawn(self) -> None:
+        # Only while it sleeps: cancelling a spawn in progress is handled by the generation check.
+        if self._respawn_task is not None and self._respawn_sleeping:
+            self._respawn_task.cancel()
+            self._respawn_task = None
+            self._respawn_sleeping = False
+
+    async def _respawn_later(self, delay: float, gen: int) -> None:
+        self._respawn_sleeping = True
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            if self._respawn_task is asyncio.current_task():
+                self._respawn_sleeping = False
+        async with self._lock:
+            if gen != self._gen or self._desired != "running" or self._child is not None:
+                return  # a start/stop/restart came in between: it decided
+            child = await self._spawn_locked()
+            if child is not None:
+                self._restarts += 1
+                self._event(f"CTI server restarted (watchdog), pid {child.pid}, epoch {child.epoch}")
+
+    async def _terminate_locked(self, child: _Child) -> bool:
+        """SIGTERM the group, SIGKILL after the grace; returns once reaped. True if SIGKILL was needed.
+
+        The lock is held throughout, even if our caller is cancelled: a half-stopped child must not
+        overlap with the next start.
+        """
+        task = asyncio.ensure_future(self._terminate(child))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+    async def _terminate(self, child: _Child) -> bool:
+        assert child.protocol is not None
+        child.expected_exit = True
+        exited = child.protocol.exited
+        killed = False
+        if not exited.done():
+            signal_group(child.pid, signal.SIGTERM)
+            done, _ = await asyncio.wait({exited}, timeout=self._stop_grace_s)
+            if not done:
+                killed = True
+                signal_group(child.pid, signal.SIGKILL)
+                await exited
+        signal_group(child.pid, signal.SIGKILL)  # members that ignored SIGTERM after the leader left
+        if child.watch_task is not None:
+            await child.watch_task
+        if self._child is child:
+            self._child = None
+        return killed
+
+    def _ensure_daily_task(self) -> None:
+        if self._daily_task is None and not self._closed:
+            self._daily_task = asyncio.create_task(self._daily_loop(), name="cti-daily-restart")
+
+    async def _daily_loop(self) -> None:
+        while not self._closed:
+            self._daily_wake.clear()
+            try:
+                await self.daily_tick()
+            except Exception:
+                log.exception("daily CTI restart check failed")
+            # Not asyncio.wait_for: on 3.11 it can swallow our cancellation when the event is set
+            # at the same moment (aclose right after set_daily_restart hung that way).
+            waiter = asyncio.ensure_future(self._daily_wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=self._daily_check_s)
+            finally:
+                waiter.cancel()
