@@ -11,9 +11,11 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _TEXT = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z#(\d+)$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, order=True)
@@ -22,7 +24,8 @@ class Timestamp:
     counter: int = 0
 
     def __str__(self) -> str:
-        wall = datetime.fromtimestamp(self.wall_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        # integer arithmetic: float seconds lose the millisecond past the year 2242
+        wall = (_EPOCH + self.wall_ms * _MS).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
         return f"{wall}Z#{self.counter}"
 
     @classmethod
@@ -32,7 +35,7 @@ class Timestamp:
         if not match:
             raise ValueError(f"not a hybrid logical clock timestamp: {text!r}")
         wall = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
-        return cls(round(wall.timestamp() * 1000), int(match.group(2)))
+        return cls((wall - _EPOCH) // _MS, int(match.group(2)))
 
 
 ZERO = Timestamp(0, 0)  # the stamp of bootstrap values: any real change beats it
