@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import threading
 import time
@@ -61,6 +62,8 @@ class Verifier:
             stamp = float(ts)
         except ValueError:
             raise AuthError("malformed timestamp") from None
+        if not math.isfinite(stamp):  # "nan" passes every comparison below
+            raise AuthError("malformed timestamp")
         now = self._now()
         if abs(now - stamp) > self._window:
             raise AuthError(f"stale timestamp ({now - stamp:+.0f} s outside the ±{self._window:.0f} s window)")
