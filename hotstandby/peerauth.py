@@ -83,6 +83,7 @@ class Verifier:
             if stamp >= now - self._window:
                 break
             self._seen.popitem(last=False)
+            self._floor = max(self._floor, stamp)  # if our clock steps back, its request must stay refused
 
     @property
     def cached_nonces(self) -> int:
