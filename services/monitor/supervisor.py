@@ -7,7 +7,8 @@ What it guarantees, and how:
   node process even when the node is SIGKILLed and no cleanup code runs.
 - Every child is awaited (the asyncio child watcher reaps it): no zombies.
 - Watchdog: an exit while desired=running is respawned at once, then with exponential backoff
-  capped at the heartbeat interval I (`restart_delay()`), so a respawn always comes within one I.
+  capped at 0.8·I (I = `restart_delay()`, the heartbeat interval, read live), so a respawn
+  always comes within one I even counting exit detection and the spawn itself.
   Five exits in a row without reaching READY (or a missing command) make the state `failed`;
   it keeps retrying every I so it recovers when the cause goes away.
 - start/stop/restart are serialised by one asyncio.Lock; `stop` sets desired=stopped before it
@@ -43,6 +44,8 @@ BACKOFF_RESET_UPTIME_S = 10.0  # a child that stayed up this long starts the bac
 FAILED_AFTER_EXITS = 5  # exits in a row without reaching READY before the state is `failed`
 DAILY_CHECK_S = 10.0  # wall-clock poll for the daily restart (the spec asks for <= 20 s)
 DRAIN_TIMEOUT_S = 1.0  # after an exit, how long a straggler may hold the output pipes open
+CAP_FRACTION = 0.8  # backoff cap as a share of I: the rest of I covers detection and spawn
+MIN_RETRY_S = 0.04  # floor of the capped retry interval (the smallest heartbeat interval allowed)
 MAX_LINE = 64 * 1024  # longer output without a newline is forwarded in chunks of this size
 
 _COUNT_LINE = re.compile(r"(port|device)s?\s+(\d+)\s*/\s*(\d+)")
@@ -218,6 +221,8 @@ class CtiSupervisor:
 
     async def start(self, *, epoch: int) -> None:
         """desired=running; spawn unless a child already runs. Returns once spawned, not READY."""
+        if self._closed:
+            raise RuntimeError("CTI supervisor is closed")
         self._gen += 1
         self._cancel_sleeping_respawn()
         async with self._lock:
@@ -354,7 +359,7 @@ class CtiSupervisor:
         except PermissionError:
             self._spawn_failed(f"permission denied: {program}")
             return None
-        except (OSError, subprocess.SubprocessError) as exc:
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self._spawn_failed(f"cannot start {program}: {exc}")
             return None
         child.transport = transport
@@ -380,11 +385,14 @@ class CtiSupervisor:
         self._schedule_respawn(delay)
 
     def _cap(self) -> float:
+        """The longest backoff: CAP_FRACTION of I, so exit detection plus spawn still land within one
+        I (R9); floored so a bad value cannot busy-loop."""
         try:
-            return max(0.0, float(self._restart_delay()))
+            interval = float(self._restart_delay())
         except Exception:  # a settings bug must not kill the watchdog
             log.exception("restart_delay() failed; using 1 s")
-            return 1.0
+            interval = 1.0
+        return max(MIN_RETRY_S, round(CAP_FRACTION * interval, 3))
 
     def _next_delay(self) -> float:
         step = self._backoff_step
@@ -458,12 +466,14 @@ class CtiSupervisor:
             self._backoff_step = 0
         if not child.ready:
             self._exits_unready += 1
+        newly_failed = False
         if self._exits_unready >= FAILED_AFTER_EXITS:
             self._last_error = f"{what} {self._exits_unready} times in a row"
+            newly_failed = not self._failed
+            self._failed = True  # before the delay: from now on retries come at the cap
         delay = self._next_delay()
         self._event(f"CTI server {what}, restarting in {delay:g} s")
-        if self._exits_unready >= FAILED_AFTER_EXITS and not self._failed:
-            self._failed = True
+        if newly_failed:
             self._event(f"CTI server failed: {self._last_error}; retrying every {self._cap():g} s")
         self._schedule_respawn(delay)
 
