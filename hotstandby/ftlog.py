@@ -47,7 +47,8 @@ class FaultTolerantLog:
         _json.info(json.dumps({"node": self.node_id, "component": component, "message": message,
                                "at": when.isoformat(timespec="milliseconds")}))
         try:
-            with self._lock, open(self.directory / f"{when.date().isoformat()}.log", "a") as fh:
+            with self._lock, open(self.directory / f"{when.date().isoformat()}.log", "a", encoding="utf-8",
+                                  errors="backslashreplace") as fh:
                 fh.write(line + "\n")
         except OSError as exc:
             self.write_errors += 1
@@ -62,7 +63,7 @@ class FaultTolerantLog:
     def read(self, day: date | None = None) -> str:
         path = self.directory / f"{(day or self._now().date()).isoformat()}.log"
         try:
-            return path.read_text()
+            return path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return ""
 
