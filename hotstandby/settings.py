@@ -37,7 +37,9 @@ def is_valid_host(value: str) -> bool:
         ipaddress.ip_address(value.strip("[]"))
         return True
     except ValueError:
-        return bool(_HOSTNAME.match(value))
+        # An all-numeric last label is never a name (RFC 3696 section 2): "10.0.0.256" is a mistyped
+        # address, and resolvers read "123" or "1.2.3" as IPv4 shorthand for another host.
+        return bool(_HOSTNAME.match(value)) and not value.rstrip(".").rsplit(".", 1)[-1].isdigit()
 
 
 def split_host_port(value: str, *, default_port: int | None = None) -> tuple[str, int]:
