@@ -47,13 +47,18 @@ def split_host_port(value: str, *, default_port: int | None = None) -> tuple[str
     value = value.strip()
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
+        has_port, port_text = rest.startswith(":"), rest[1:]
+        if rest and not has_port:
+            raise ValueError(f"{value!r} is not a valid host")
     elif value.count(":") == 1:
         host, port_text = value.split(":")
+        has_port = True
     else:
-        host, port_text = value, ""
+        host, port_text, has_port = value, "", False
     if not host or not is_valid_host(host):
         raise ValueError(f"{value!r} is not a valid host")
+    if has_port and not port_text:
+        raise ValueError(f"{value!r} has an invalid port (1..65535)")
     if not port_text:
         if default_port is None:
             raise ValueError(f"{value!r} needs a port (host:port)")
