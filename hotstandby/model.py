@@ -85,6 +85,7 @@ class NodeState:
     probed: bool = False  # at least one probe of the peer has completed
     lan_failures: int = 0
     dual_active: int = 0
+    both_standby: int = 0  # consecutive exchanges on which both nodes were STANDBY (R6 after a switch)
     vip_node: str | None = None
     vip_count: int = 0
     peer: PeerView | None = None  # last known; never cleared, so `role` of the peer survives a failed probe

@@ -34,14 +34,14 @@ def promote(state: NodeState, *, rule: str, cause: Cause, why: str, demote_peer:
     known = max(state.epoch, state.peer.epoch if state.peer else 0)
     new_epoch = max(known + 1, epoch or 0)
     actions = ((Action.DEMOTE_PEER,) if demote_peer else ()) + (Action.START_CTI,)
-    new = state.evolve(role=Role.ACTIVE, epoch=new_epoch, cause=cause, dual_active=0, vip_count=0)
+    new = state.evolve(role=Role.ACTIVE, epoch=new_epoch, cause=cause, dual_active=0, vip_count=0, both_standby=0)
     return Decision(new, f"{TO_ACTIVE}, {rule} {why}", actions, rule)
 
 
 def demote(state: NodeState, *, rule: str, cause: Cause, why: str, handover: bool = False) -> Decision:
     """Become STANDBY and stop CTI; with ``handover`` then ask the peer to take ACTIVE."""
     actions = (Action.STOP_CTI,) + ((Action.PROMOTE_PEER,) if handover else ())
-    new = state.evolve(role=Role.STANDBY, cause=cause, dual_active=0, vip_count=0)
+    new = state.evolve(role=Role.STANDBY, cause=cause, dual_active=0, vip_count=0, both_standby=0)
     return Decision(new, f"{TO_STANDBY}, {rule} {why}", actions, rule)
 
 
@@ -65,6 +65,11 @@ def observe(state: NodeState, obs: Observation) -> tuple[NodeState, tuple[str, .
     dual = state.dual_active + 1 if both_active else 0
     if both_active:
         log.append(f"Check {peer_rank} server : both servers ACTIVE, count = {dual}")
+    both_standby = (
+        state.both_standby + 1
+        if obs.probe_ok and obs.peer is not None and obs.peer.role is Role.STANDBY and state.role is Role.STANDBY
+        else 0
+    )
     if obs.vip_node is None:
         vip_node, vip_count = None, 0
     else:
@@ -83,6 +88,7 @@ def observe(state: NodeState, obs: Observation) -> tuple[NodeState, tuple[str, .
     new = state.evolve(
         peer_failures=failures, peer_successes=successes, probed=True, lan_failures=lan_failures,
         peer=peer, dual_active=dual, vip_node=vip_node, vip_count=vip_count, epoch=epoch,
+        both_standby=both_standby,
     )
     return new, tuple(log)
 
@@ -139,7 +145,10 @@ def _rules(s: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
         return promote(s, rule="R8", cause=Cause.VIP,
                        why=f"the VIP routes to {me} for {s.vip_count} consecutive checks")
     if live is not None and live.role is Role.STANDBY and s.peer_failures == 0:
-        if s.rank is Rank.PRIMARY:
+        # A primary the operator switched away from (cause manual) waits N+1 exchanges: the view it
+        # holds may predate the target's promotion, which is one message behind the switch. It only
+        # takes ACTIVE back if the switch's promotion was lost and the pair stays without an ACTIVE.
+        if s.rank is Rank.PRIMARY and (s.cause is not Cause.MANUAL or s.both_standby > n):
             return promote(s, rule="R6", cause=Cause.NO_ACTIVE, demote_peer=False,
                            why=f"no ACTIVE server: {peer} is STANDBY, the primary takes ACTIVE")
         if not live.can_be_active:
@@ -169,7 +178,7 @@ def on_role_command(state: NodeState, role: Role, epoch: int, *, cause: Cause, w
         if epoch < state.epoch:
             raise StaleCommand(f"STANDBY command carries epoch {epoch} below ours ({state.epoch})")
         if state.role is Role.STANDBY:
-            return Decision(state.evolve(epoch=max(state.epoch, epoch), cause=cause),
+            return Decision(state.evolve(epoch=max(state.epoch, epoch), cause=cause, both_standby=0),
                             f"no action: already STANDBY ({why})")
         d = demote(state.evolve(epoch=max(state.epoch, epoch)), rule="R7" if cause is Cause.MANUAL else "R1",
                    cause=cause, why=why)

@@ -627,3 +627,21 @@ def test_epoch_after_dual_active_the_remaining_active_moves_above(
     a = active("server1", 4, dual_active=1)
     d = decide(a, ok(pv("server2", Role.STANDBY, stepped_down_epoch)), cfg())
     assert d.state.epoch == expected
+
+
+@pytest.mark.parametrize("n", NS)
+def test_r6_primary_switched_away_waits_n_plus_one_exchanges(n: int) -> None:
+    """A primary demoted by a manual switch does not grab ACTIVE back on a view older than the target's
+    promotion: it waits N+1 exchanges with both STANDBY (the switch's promotion was lost)."""
+    state = standby("server1", 8, cause=Cause.MANUAL)
+    ds = run(state, [ok(pv("server2", Role.STANDBY, 7))] * (n + 1), cfg(failures_to_switch=n))
+    assert [d.state.role for d in ds] == [Role.STANDBY] * n + [Role.ACTIVE]
+    assert ds[-1].rule == "R6"
+
+
+def test_r6_switch_race_from_the_simulator_is_gone() -> None:
+    """Seed 34 of the simulator: switch to server2, server1's in-flight exchange still saw server2
+    STANDBY and R6 made server1 ACTIVE again at once, so both ran CTI. Replayed here as ticks."""
+    after_switch = on_role_command(active("server1", 7), Role.STANDBY, 8, cause=Cause.MANUAL, why="switch").state
+    d = decide(after_switch, ok(pv("server2", Role.STANDBY, 7)), cfg(failures_to_switch=2))
+    assert (d.state.role, d.rule) == (Role.STANDBY, None)
