@@ -48,6 +48,8 @@ class ArbiterMetrics:
             g.labels(node)
         for c in (self.probe_failures, self.exchange_failures):
             c.labels(node)
+        for h in (self.probe_seconds, self.tick_seconds):  # scraped before the first probe, too
+            h.labels(node)
 
 
 class CtiCollector(Collector):
