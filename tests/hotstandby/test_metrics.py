@@ -1,0 +1,126 @@
+"""Prometheus metrics (SPEC section 8): explicit registries, every name present with a node label."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from hotstandby.metrics import ArbiterMetrics, monitor_registry
+
+ARBITER_SAMPLES = (
+    "hotstandby_role",
+    "hotstandby_peer_probe_seconds_bucket",
+    "hotstandby_peer_probe_seconds_count",
+    "hotstandby_peer_probe_seconds_sum",
+    "hotstandby_peer_probe_failures_total",
+    "hotstandby_peer_consecutive_failures",
+    "hotstandby_lan_ok",
+    "hotstandby_clock_skew_seconds",
+    "hotstandby_expected_failover_delay_seconds",
+    "hotstandby_maintenance",
+    "hotstandby_witness_up",
+)
+
+
+def samples(registry: CollectorRegistry) -> dict[str, list[dict[str, str]]]:
+    """Sample name -> the label sets it was exported with, parsed from the scrape text."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(dict(sample.labels))
+    return out
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+@pytest.mark.parametrize("name", ARBITER_SAMPLES)
+def test_arbiter_metric_present_from_the_start_with_a_node_label(name: str) -> None:
+    """A fresh arbiter's scrape already carries each SPEC metric, labelled with its node."""
+    found = samples(ArbiterMetrics("server2").registry)
+    assert name in found
+    assert all(labels.get("node") == "server2" for labels in found[name])
+
+
+def test_role_changes_carry_node_to_and_cause() -> None:
+    """``hotstandby_role_changes_total`` counts each change with node, new role and cause labels."""
+    m = ArbiterMetrics("server1")
+    m.role_changes.labels("server1", "ACTIVE", "R1").inc()
+    m.role_changes.labels("server1", "ACTIVE", "R1").inc()
+    m.role_changes.labels("server1", "STANDBY", "R7").inc()
+    assert samples(m.registry)["hotstandby_role_changes_total"] == [
+        {"node": "server1", "to": "ACTIVE", "cause": "R1"},
+        {"node": "server1", "to": "STANDBY", "cause": "R7"},
+    ]
+    assert value(m.registry, "hotstandby_role_changes_total", node="server1", to="ACTIVE", cause="R1") == 2.0
+
+
+def test_values_recorded_are_exported() -> None:
+    """Gauges, counters and the histogram report what the arbiter set."""
+    m = ArbiterMetrics("server1")
+    m.role.labels("server1").set(1)
+    m.skew.labels("server1").set(-0.25)
+    m.probe_failures.labels("server1").inc(3)
+    m.probe_seconds.labels("server1").observe(0.003)
+    r = m.registry
+    assert (
+        value(r, "hotstandby_role", node="server1"),
+        value(r, "hotstandby_clock_skew_seconds", node="server1"),
+        value(r, "hotstandby_peer_probe_failures_total", node="server1"),
+        value(r, "hotstandby_peer_probe_seconds_count", node="server1"),
+        value(r, "hotstandby_peer_probe_seconds_bucket", node="server1", le="0.005"),
+    ) == (1.0, -0.25, 3.0, 1.0, 1.0)
+
+
+def test_two_instances_do_not_clash() -> None:
+    """Each ArbiterMetrics has its own registry: two nodes in one process keep separate values."""
+    one, two = ArbiterMetrics("server1"), ArbiterMetrics("server2")
+    assert one.registry is not two.registry
+    one.role.labels("server1").set(1)
+    two.role.labels("server2").set(0)
+    assert (value(one.registry, "hotstandby_role", node="server1"),
+                           value(one.registry, "hotstandby_role", node="server2")) == (1.0, None)
+    assert (value(two.registry, "hotstandby_role", node="server2"),
+                           value(two.registry, "hotstandby_role", node="server1")) == (0.0, None)
+
+
+def test_explicit_registry_is_used() -> None:
+    """A registry passed in receives the metrics, and a second set on it is refused as a duplicate."""
+    registry = CollectorRegistry()
+    m = ArbiterMetrics("server1", registry)
+    assert registry is m.registry
+    assert "hotstandby_role" in samples(registry)
+    with pytest.raises(ValueError, match="Duplicated"):
+        ArbiterMetrics("server1", registry)
+
+
+@pytest.mark.parametrize(("up", "restarts"), [(True, 0), (False, 0), (True, 7), (False, 12)])
+def test_monitor_registry_exports_cti_metrics(up: bool, restarts: int) -> None:
+    """``hotstandby_cti_up`` and ``hotstandby_cti_restarts_total`` carry the node label and the supervisor's values."""
+    registry = monitor_registry("server1", lambda: up, lambda: restarts)
+    assert (1.0 if up else 0.0) == value(registry, "hotstandby_cti_up", node="server1")
+    assert float(restarts) == value(registry, "hotstandby_cti_restarts_total", node="server1")
+    found = samples(registry)
+    assert [{"node": "server1"}] == found["hotstandby_cti_up"] == found["hotstandby_cti_restarts_total"]
+
+
+def test_monitor_metrics_are_read_at_scrape_time() -> None:
+    """Each scrape reads the supervisor afresh, so the metric follows /cti without anyone updating it."""
+    state = {"up": False, "restarts": 0}
+    registry = monitor_registry("server2", lambda: bool(state["up"]), lambda: int(state["restarts"]))
+    seen = []
+    for up, restarts in ((False, 0), (True, 0), (False, 1), (True, 1)):
+        state.update(up=up, restarts=restarts)
+        seen.append((value(registry, "hotstandby_cti_up", node="server2"),
+                     value(registry, "hotstandby_cti_restarts_total", node="server2")))
+    assert seen == [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)]
+
+
+def test_two_monitor_registries_do_not_clash() -> None:
+    """Two monitors in one process each export their own node."""
+    a = monitor_registry("server1", lambda: True, lambda: 1)
+    b = monitor_registry("server2", lambda: False, lambda: 2)
+    assert (value(a, "hotstandby_cti_up", node="server1"), value(a, "hotstandby_cti_up", node="server2")) == (1.0, None)
+    assert value(b, "hotstandby_cti_restarts_total", node="server2") == 2.0
