@@ -1,0 +1,276 @@
+"""The invariants the simulator checks as a run goes, each counted under its own name.
+
+Safety invariants hold at every step. Bound invariants (R1, R3, R4, R7, R10) are measured in
+simulated time from the event that starts them, but only when nothing else was disturbed in the
+meantime: a bound says how fast the pair reacts to *one* event, not to a storm. "Disturbed" means a
+fault is active (link, node, LAN, VIP), maintenance is on somewhere, or an instant fault (CTI death,
+a forced switch) just happened. Liveness is judged after the last fault: exactly one ACTIVE with CTI
+registered, and no more role changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hotstandby.model import Cause, Decision, NodeState, Observation, Role
+
+if TYPE_CHECKING:
+    from hotstandby.sim.world import Node, World
+
+#: Every invariant, in report order; each appears in every report, even at 0.
+NAMES = (
+    "single_active",  # CTI registered on both nodes at once, outside a window the SPEC allows
+    "cti_only_on_active",  # a CTI process running on a node that is not ACTIVE
+    "epoch_monotonic",  # a node's durable epoch went back (a lost disk resets its baseline)
+    "no_promotion_below_n",  # promoted on fewer than N consecutive failed probes without R6/R8 grounds
+    "maintenance_no_switch",  # an automatic switch on a node whose maintenance flag is on
+    "core_invariant",  # decide() raised InvariantError
+    "r1_bound",  # peer death -> ACTIVE within N*I + T + I
+    "r3_bound",  # server1 healthy -> ACTIVE within N*I + I (auto_failback)
+    "r4_bound",  # both ACTIVE -> one ACTIVE within 2N*I + I of the link healing
+    "r7_bound",  # manual switch -> target ACTIVE within I
+    "r10_bound",  # graceful stop -> peer ACTIVE within 2 s
+    "liveness",  # after the faults: exactly one ACTIVE, CTI registered there, and it stays
+    "maintenance_agreement",  # after the faults both nodes carry the same maintenance flag
+)
+
+R10_BOUND_S = 2.0
+
+
+@dataclass
+class Window:
+    """A bound being measured: ``node`` must be ACTIVE by ``deadline``, unless disturbed first."""
+
+    name: str
+    node: int
+    start: float
+    deadline: float
+    dseq: int
+
+
+@dataclass
+class Violation:
+    name: str
+    at: float
+    node: str
+    detail: str
+
+
+class Checks:
+    """Named invariant checks over one ``World``; the world calls the ``on_*`` hooks."""
+
+    def __init__(self, world: World) -> None:
+        self.w = world
+        cfg = world.cfg
+        n, i, t = cfg.failures_to_switch, cfg.heartbeat_interval_s, cfg.heartbeat_timeout_s
+        self.n, self.i, self.t = n, i, t
+        self.r1_bound = n * i + t + i
+        self.r3_bound = n * i + i
+        self.r4_bound = 2 * n * i + i
+        # A dual registration can begin this long after the last disturbance ended (the N-th
+        # failure was counted before the heal, then a DEMOTE wait of T and the CTI startup).
+        self.grace = (n + 2) * i + 2 * t + world.startup
+        self.settle = 2 * n * i + t + 3 * i + world.startup
+        self.counts = dict.fromkeys(NAMES, 0)
+        self.found: list[Violation] = []
+        self.dcount = 0
+        self.dseq = 0
+        self.quiet_since = 0.0
+        self.ignored: set[int] = set()
+        self.dirty = False
+        self.dual_since: float | None = None
+        self.r4_reported = False
+        self.windows: dict[int, Window] = {}
+        self.wid = 0
+        self.measured = dict.fromkeys(("r1", "r3", "r7", "r10"), 0)
+        self.worst_failover = 0.0  # R1: peer death to ACTIVE, seconds
+        self.worst_ratio = 0.0  # ... over its bound
+        self.liveness_at: float | None = None
+        self.flap_reported = False
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    def violate(self, name: str, node: Node | None, detail: str) -> None:
+        self.counts[name] += 1
+        if len(self.found) < 20:
+            self.found.append(Violation(name, self.w.now, node.id if node else "-", detail))
+
+    def calm(self, own: int = 0) -> bool:
+        """Nothing disturbs the pair (``own``: the triggering fault itself is already counted)."""
+        a, b = self.w.nodes
+        return self.dcount <= own and not a.state.maintenance and not b.state.maintenance
+
+    def disturb_begin(self) -> None:
+        self.dcount += 1
+        self.dseq += 1
+
+    def disturb_end(self) -> None:
+        self.dcount -= 1
+        self.quiet_since = self.w.now
+
+    def disturb_instant(self) -> None:
+        self.dseq += 1
+        self.quiet_since = self.w.now
+
+    def on_maintenance_change(self) -> None:
+        self.dseq += 1
+        self.quiet_since = self.w.now
+
+    def _open(self, name: str, node: int, bound: float) -> None:
+        self.wid += 1
+        now = self.w.now
+        self.windows[self.wid] = Window(name, node, now, now + bound, self.dseq)
+        self.w.push(now + bound, 13, 0, 0, self.wid)  # world.DEADLINE
+
+    # -- safety, at every step -------------------------------------------------------------------
+
+    def after_step(self) -> None:
+        if self.dirty:
+            self.dirty = False
+            self.check_cti_only_on_active()
+
+    def check_cti_only_on_active(self) -> None:
+        for node in self.w.nodes:
+            if node.alive and node.cti and node.state.role is not Role.ACTIVE:
+                self.violate("cti_only_on_active", node, f"CTI {node.cti} while {node.state.role}")
+
+    def on_commit(self, node: Node, new: NodeState) -> None:
+        self.dirty = True
+        if new.epoch < node.stored_epoch:
+            self.violate("epoch_monotonic", node, f"epoch {node.stored_epoch} -> {new.epoch}")
+
+    def on_decision(self, node: Node, before: NodeState, obs: Observation, d: Decision) -> None:
+        after = d.state
+        if before.maintenance and after.role is not before.role:
+            self.violate("maintenance_no_switch", node, d.reason)
+        if before.role is Role.STANDBY and after.role is Role.ACTIVE and node.fails < self.n:
+            r6 = obs.probe_ok and obs.peer is not None and obs.peer.role is Role.STANDBY
+            r8 = self.w.cfg.test_vip_destination and node.vip_node == node.id and node.vip_count >= self.n
+            if not (r6 or r8):
+                self.violate("no_promotion_below_n", node, f"{node.fails} failures: {d.reason}")
+        self.check_r4()
+
+    def on_overlap_start(self) -> None:
+        """single_active: two registrations at once only in the wake of a disturbance."""
+        w = self.w
+        if self.calm() and w.now - self.quiet_since >= self.grace:
+            self.violate("single_active", None, f"both nodes registered, quiet since {self.quiet_since:.3f}")
+
+    def on_overlap_end(self, duration: float) -> None:
+        pass
+
+    # -- roles and bounds ------------------------------------------------------------------------
+
+    def _track_dual(self) -> None:
+        a, b = self.w.nodes
+        both = a.alive and b.alive and a.state.role is Role.ACTIVE and b.state.role is Role.ACTIVE
+        if both and self.dual_since is None:
+            self.dual_since = self.w.now
+        elif not both:
+            self.dual_since = None
+            self.r4_reported = False
+
+    def check_r4(self) -> None:
+        if self.dual_since is None or self.r4_reported or not self.calm():
+            return
+        since = max(self.dual_since, self.quiet_since)
+        if self.w.now - since > self.r4_bound:
+            self.r4_reported = True
+            self.violate("r4_bound", None, f"both ACTIVE since {self.dual_since:.3f}, calm since {since:.3f}")
+
+    def on_role_change(self, node: Node) -> None:
+        self._track_dual()
+        w = self.w
+        if self.liveness_at is not None and w.now > self.liveness_at and not self.flap_reported:
+            self.flap_reported = True
+            self.violate("liveness", node, f"role change to {node.state.role} after the pair settled")
+        if node.state.role is not Role.ACTIVE:
+            return
+        for wid, win in list(self.windows.items()):
+            if win.node == node.idx:
+                del self.windows[wid]
+                if win.dseq != self.dseq:
+                    continue
+                took = w.now - win.start
+                if win.name == "r1_bound":
+                    self.measured["r1"] += 1
+                    if took > self.worst_failover:
+                        self.worst_failover = took
+                    self.worst_ratio = max(self.worst_ratio, took / self.r1_bound)
+
+    def on_deadline(self, _: int, wid: int) -> None:
+        win = self.windows.pop(wid, None)
+        if win is not None and win.dseq == self.dseq:
+            node = self.w.nodes[win.node]
+            if node.alive and node.state.role is Role.ACTIVE:
+                return  # it already was ACTIVE (no role change to see)
+            self.violate(win.name, node, f"not ACTIVE {win.deadline - win.start:.3f}s after {win.start:.3f}")
+
+    def on_node_down(self, node: Node, was_active: bool, back_at: float) -> None:
+        self._track_dual()
+        peer = self.w.nodes[1 - node.idx]
+        if (
+            was_active and self.calm(own=1) and peer.alive and not peer.frozen
+            and peer.state.role is Role.STANDBY and peer.lan_down == 0
+            and back_at - self.w.now > self.r1_bound + self.i
+        ):
+            self._open("r1_bound", peer.idx, self.r1_bound)
+
+    def on_boot(self, node: Node) -> None:
+        self._track_dual()
+        w = self.w
+        backup = w.nodes[1]
+        if (
+            node.idx == 0 and w.cfg.auto_failback and not w.cfg.test_vip_destination and self.calm()
+            and backup.alive and not backup.frozen and backup.state.role is Role.ACTIVE
+            and backup.state.cause is not Cause.MANUAL and node.lan_down == 0
+        ):
+            self.measured["r3"] += 1
+            self._open("r3_bound", 0, self.r3_bound)
+
+    def on_handover(self, node: Node) -> None:
+        if self.calm(own=1):
+            self.measured["r10"] += 1
+            self._open("r10_bound", 1 - node.idx, R10_BOUND_S)
+
+    def on_switch_accepted(self, target: Node, force: bool) -> None:
+        if force:
+            self.disturb_instant()  # a forced switch may overlap by design (the ACTIVE was unreachable)
+            return
+        calm = self.calm()
+        self.dseq += 1  # other bounds stop measuring: the operator changed the situation
+        if calm:
+            self.measured["r7"] += 1
+            self._open("r7_bound", target.idx, self.i)
+
+    def on_switch_refused(self, node: Node) -> None:
+        pass
+
+    # -- liveness --------------------------------------------------------------------------------
+
+    def on_liveness(self, _: int, __: Any) -> None:
+        self.liveness_at = self.w.now
+        self.check_one_active("when the pair should have settled")
+
+    def check_one_active(self, when: str) -> None:
+        w = self.w
+        active = [n for n in w.nodes if n.alive and n.state.role is Role.ACTIVE]
+        standby = [n for n in w.nodes if n.alive and n.state.role is Role.STANDBY]
+        if len(active) != 1 or len(standby) != 1 or w.regs[active[0].idx] is None or w.regs[standby[0].idx]:
+            roles = ", ".join(f"{n.id}={n.state.role if n.alive else 'down'}" for n in w.nodes)
+            if not self.flap_reported:
+                self.flap_reported = True
+                self.violate("liveness", None, f"{when}: {roles}, registered {w.regs}")
+
+    def finish(self) -> None:
+        self.check_r4()
+        if self.liveness_at is not None:
+            self.check_one_active("at the end")
+        a, b = self.w.nodes
+        if a.maint[0] != b.maint[0]:
+            self.violate("maintenance_agreement", None, f"server1 {a.maint}, server2 {b.maint}")
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())

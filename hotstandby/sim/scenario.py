@@ -1,0 +1,153 @@
+"""What one simulated run is made of: the cluster settings and the fault schedule, drawn from a seed.
+
+The schedule is plain data (a tuple of ``Fault``) so a failing run can be shrunk by dropping faults
+and replayed from ``(seed, kept fault indices)``. Randomness inside the run (message loss, delays,
+jitter) comes from a second stream derived from the same seed, so dropping a fault does not reshuffle
+every other draw more than it must.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from hotstandby.settings import ClusterSettings
+
+#: Fault kinds. Those with a duration hold until ``start + duration``; the others are instants.
+LINK_KINDS = ("partition", "oneway", "loss", "slow")
+NODE_KINDS = ("crash", "freeze", "lan", "sigterm")
+INSTANT_KINDS = ("cti_death", "skew", "clock_back", "switch")
+OTHER_KINDS = ("vip", "maintenance")
+KINDS = LINK_KINDS + NODE_KINDS + INSTANT_KINDS + OTHER_KINDS
+_WEIGHTS = {
+    "partition": 6, "oneway": 4, "loss": 5, "slow": 4, "crash": 8, "freeze": 4, "lan": 4, "sigterm": 4,
+    "cti_death": 4, "skew": 2, "clock_back": 2, "switch": 5, "vip": 3, "maintenance": 3,
+}
+
+PROFILES = ("random", "fast", "vendor")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault (or operator action) of the schedule.
+
+    ``node`` is 0 (server1) or 1 (server2): the node it hits, the link direction it cuts (from that
+    node), or the node an operator request lands on. ``value`` is kind-specific: loss probability,
+    storage kept (1) or lost (0), switch target index and force, VIP preference, clock step.
+    """
+
+    start: float
+    kind: str
+    node: int
+    duration: float = 0.0
+    value: float = 0.0
+    both: bool = False  # link faults: both directions
+    force: bool = False  # switch: --force
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+
+@dataclass(frozen=True)
+class Scenario:
+    seed: int
+    settings: ClusterSettings
+    faults: tuple[Fault, ...]
+    horizon: float  # simulated seconds
+    quiet_from: float  # no fault is active from here on: liveness is judged in [quiet_from, horizon]
+    lan_checked: bool  # lan_probe_addresses configured
+    vip_pref: int | None  # where the load balancer prefers to route at start (None: the VIP never answers)
+    run_seed: int  # the stream for in-run randomness
+
+    @property
+    def interval(self) -> float:
+        return self.settings.heartbeat_interval_s
+
+    def keep(self, indices: tuple[int, ...]) -> Scenario:
+        """The same run with only the faults at ``indices`` (for shrinking)."""
+        return Scenario(self.seed, self.settings, tuple(self.faults[i] for i in indices), self.horizon,
+                        self.quiet_from, self.lan_checked, self.vip_pref, self.run_seed)
+
+
+def cti_startup_s(ports: int = 2, devices: int = 2, connect_s: float = 0.1) -> float:
+    """SPEC 4: CTI startup = connect time + 0.2 s per port + 0.2 s per device."""
+    return connect_s + 0.2 * ports + 0.2 * devices
+
+
+def settle_s(cfg: ClusterSettings) -> float:
+    """How long after the last fault the pair must have exactly one ACTIVE with CTI registered.
+
+    The worst path is a healed dual ACTIVE (R4: 2N·I + I) or a fresh failover (R1: N·I + T + I),
+    followed by a CTI startup; a tick of slack covers jitter.
+    """
+    n, i, t = cfg.failures_to_switch, cfg.heartbeat_interval_s, cfg.heartbeat_timeout_s
+    return 2 * n * i + t + 3 * i + cti_startup_s()
+
+
+def make_settings(rng: random.Random, profile: str) -> tuple[ClusterSettings, bool]:
+    """Cluster settings through the real validated model; returns them and whether LAN probes are on."""
+    if profile == "fast":  # SPEC 10's demo profile
+        return ClusterSettings(heartbeat_interval_s=1.0, heartbeat_timeout_s=1.0, failures_to_switch=3), False
+    if profile == "vendor":  # the vendor's defaults
+        return ClusterSettings(), False
+    interval = rng.choice((0.05, 0.2, 1.0, 2.0, 5.0, 30.0))
+    lan = rng.random() < 0.5
+    cfg = ClusterSettings(
+        heartbeat_interval_s=interval,
+        heartbeat_timeout_s=max(0.05, round(interval * rng.uniform(0.2, 1.0), 3)),
+        failures_to_switch=rng.choice((1, 2, 3, 3, 5, 5, 10)),
+        auto_failback=rng.random() < 0.7,
+        test_vip_destination=rng.random() < 0.25,
+        vip_address="127.0.0.10:8080",
+        lan_probe_addresses="10.0.0.1:53" if lan else "",
+    )
+    return cfg, lan
+
+
+def make_scenario(seed: int, steps: int, profile: str = "random") -> Scenario:
+    """Draw settings and a fault schedule from ``seed`` for a run of about ``steps`` ticks (both nodes)."""
+    rng = random.Random(seed)
+    cfg, lan = make_settings(rng, profile)
+    i = cfg.heartbeat_interval_s
+    n = cfg.failures_to_switch
+    quiet = settle_s(cfg) + 2 * i
+    horizon = max(steps / 2 * i, quiet + 4 * i)
+    active_until = horizon - quiet
+    kinds = [k for k in KINDS if k != "lan" or lan or cfg.test_vip_destination]
+    if not cfg.test_vip_destination:
+        kinds.remove("vip")
+    weights = [_WEIGHTS[k] for k in kinds]
+    count = rng.randint(0, max(1, int(active_until / (i * (n + 4)))))
+    faults: list[Fault] = []
+    for _ in range(count):
+        kind = rng.choices(kinds, weights)[0]
+        start = round(rng.uniform(0.0, active_until), 6)
+        node = rng.randint(0, 1)
+        longest = min(active_until - start, (3 * n + 4) * i)
+        duration = round(rng.uniform(0.3 * i, max(0.3 * i, longest)), 6) if kind not in INSTANT_KINDS else 0.0
+        duration = min(duration, active_until - start)
+        value = 0.0
+        both = force = False
+        if kind == "loss":
+            value = rng.choice((0.1, 0.3, 0.6, 0.9))
+            both = rng.random() < 0.5
+        elif kind == "slow":
+            both = rng.random() < 0.5
+        elif kind == "partition":
+            both = True
+        elif kind in ("crash", "sigterm"):
+            value = 1.0 if rng.random() < 0.8 else 0.0  # storage kept / lost
+        elif kind == "skew":
+            value = rng.uniform(-120.0, 120.0)
+        elif kind == "clock_back":
+            value = -rng.uniform(1.0, 3600.0)
+        elif kind == "switch":
+            value = float(rng.randint(0, 1))  # target
+            force = rng.random() < 0.3
+        elif kind == "vip":
+            value = float(rng.choice((0, 1, -1)))  # -1: the VIP answers nothing
+        faults.append(Fault(start, kind, node, duration, value, both, force))
+    faults.sort(key=lambda f: (f.start, f.kind, f.node))
+    vip_pref = 0 if cfg.test_vip_destination else None
+    return Scenario(seed, cfg, tuple(faults), horizon, active_until, lan, vip_pref, rng.getrandbits(63))

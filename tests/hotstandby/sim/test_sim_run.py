@@ -1,0 +1,89 @@
+"""The deterministic simulator: bounded runs stay clean, runs replay exactly, broken rules get caught."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hotstandby.model import Cause, Decision, NodeState, Observation, Role
+from hotstandby.rules import decide, observe, promote
+from hotstandby.settings import ClusterSettings
+from hotstandby.sim import NAMES, make_scenario, run_many, run_scenario, run_seed, shrink
+from hotstandby.sim.cli import run_cli
+
+STEPS = 400
+
+
+def promotes_after_n_minus_one(state: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
+    """A deliberately broken R1: fails over one probe early."""
+    seen, _ = observe(state, obs)
+    n = cfg.failures_to_switch
+    if (n > 1 and seen.role is Role.STANDBY and not seen.maintenance and obs.lan_ok is not False
+            and seen.peer_failures == n - 1):
+        return promote(seen, rule="R1", cause=Cause.FAILOVER, why="failover one probe early")
+    return decide(state, obs, cfg)
+
+
+def test_bounded_run_has_no_violation() -> None:
+    """2,000 seeds of random settings and fault schedules break no invariant and no bound."""
+    summary = run_many(list(range(2000)), STEPS, processes=2)
+    assert summary.failing_seeds == []
+    assert summary.violations == dict.fromkeys(NAMES, 0)
+    assert summary.ticks > 2000 * STEPS * 0.8
+    assert all(summary.measured[k] > 50 for k in ("r1", "r3", "r7", "r10"))  # the bounds were exercised
+
+
+@pytest.mark.parametrize("profile", ["random", "fast", "vendor"])
+def test_same_seed_replays_the_same_run(profile: str) -> None:
+    """Everything comes from the seed: two runs of one seed have the same event trace hash."""
+    hashes = {run_scenario(make_scenario(7, STEPS, profile))[0].trace_hash for _ in range(2)}
+    assert len(hashes) == 1
+    assert run_seed(8, STEPS, profile).trace_hash not in hashes
+
+
+def test_broken_rule_is_caught_with_a_replayable_seed() -> None:
+    """Promoting after N-1 failures is caught within a few hundred seeds, and its seed replays the failure."""
+    summary = run_many(list(range(200)), STEPS, decide_fn=promotes_after_n_minus_one)
+    assert summary.violations["no_promotion_below_n"] > 0
+    seed = summary.failing_seeds[0]
+    again = run_seed(seed, STEPS, decide_fn=promotes_after_n_minus_one)
+    assert again.violations["no_promotion_below_n"] > 0
+    assert run_seed(seed, STEPS).violations == dict.fromkeys(NAMES, 0)  # the real core passes it
+    sc = make_scenario(seed, STEPS)
+    keep = shrink(sc, promotes_after_n_minus_one, ["no_promotion_below_n"])
+    assert len(keep) <= len(sc.faults)
+    res, _ = run_scenario(sc.keep(keep), promotes_after_n_minus_one)
+    assert res.violations["no_promotion_below_n"] > 0
+
+
+def test_regression_seed_34_switch_race() -> None:
+    """Seed 34 made server1 grab ACTIVE back by R6 right after a manual switch to server2 (fixed in rules)."""
+    sc = make_scenario(34, STEPS)
+    res, _ = run_scenario(sc)
+    assert res.violations == dict.fromkeys(NAMES, 0)
+    assert res.measured["r7"] == 1
+
+
+def test_cli_json_names_every_invariant_and_fails_on_a_broken_rule() -> None:
+    """`--json` prints one object with every invariant name; a violation makes the exit status 1."""
+    lines: list[str] = []
+    assert run_cli(0, STEPS, 30, True, out=lines.append) == 0
+    report = json.loads(lines[-1])
+    assert set(NAMES) == set(report["violations"])
+    for key in ("runs", "ticks", "simulated_seconds", "ticks_per_second", "failing_seeds"):
+        assert key in report
+    lines.clear()
+    assert run_cli(0, STEPS, 100, True, decide_fn=promotes_after_n_minus_one, out=lines.append) == 1
+    report = json.loads(lines[-1])
+    assert report["failing_seeds"]
+    assert report["replays"][0]["replay"].startswith("python -m hotstandby.sim.cli --seed ")
+
+
+def test_cli_table_prints_the_figures() -> None:
+    """The table names runs, simulated hours, throughput, each invariant and the worst failover."""
+    lines: list[str] = []
+    assert run_cli(100, STEPS, 20, False, out=lines.append) == 0
+    text = lines[-1]
+    for word in ("runs", "simulated hours", "ticks per second", "worst R1 failover", *NAMES):
+        assert word in text
