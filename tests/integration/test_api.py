@@ -77,7 +77,8 @@ def test_healthz_and_metrics_on_both_services(started: Pair) -> None:
     for name in ("hotstandby_role{node=\"server1\"} 1.0", "hotstandby_peer_probe_seconds_bucket",
                  "hotstandby_peer_probe_failures_total", "hotstandby_peer_consecutive_failures",
                  "hotstandby_lan_ok", "hotstandby_clock_skew_seconds", "hotstandby_expected_failover_delay_seconds",
-                 "hotstandby_maintenance", 'hotstandby_role_changes_total{cause="no_active",node="server1",to="ACTIVE"}'):
+                 "hotstandby_maintenance",
+                 'hotstandby_role_changes_total{cause="no_active",node="server1",to="ACTIVE"}'):
         assert name in text, name
     mon = httpx.get(started.monitor_url("server1") + "/metrics").text
     assert 'hotstandby_cti_up{node="server1"}' in mon and "hotstandby_cti_restarts_total" in mon
