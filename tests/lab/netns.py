@@ -1,0 +1,350 @@
+"""The fault lab: real hosts on one machine, made of network namespaces, and the faults we inflict on them.
+
+One run owns four namespaces, named with a per-run id so parallel and stale runs never collide:
+
+    hs-s1-<id>  server1 at 198.18.<net>.1        hs-infra-<id>  198.18.<net>.3: the CTI manager
+    hs-s2-<id>  server2 at 198.18.<net>.2                        simulator, the LAN probe target, proxies
+    hs-br-<id>  the bridge that joins them, plus a veth from the root namespace (198.18.<net>.254)
+                so the test process can observe every host from outside the pair
+
+Addresses come from 198.18.0.0/15 only (RFC 2544 benchmarking space), one /24 per run, and nothing
+is routed anywhere else. Faults are iptables rules inside a host's namespace (DROP for a cut,
+``-m statistic --mode random`` for loss), signals to every process of a host, libfaketime, and
+small filesystems; ``heal()`` undoes the network ones. ``cleanup_stale()`` removes what a killed run
+left behind (its owner pid is gone); a live run's namespaces are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE_DIR = Path("/run/hs-lab")  # <id>.pid (the owning pytest) and net-<n> (the /24 a run holds)
+MOUNT_BASE = Path("/tmp")  # lab filesystems are mounted under /tmp/hs-lab-<id>/
+HOSTS = ("server1", "server2", "infra")
+HOST_OCTET = {"server1": 1, "server2": 2, "infra": 3}
+OBSERVER_OCTET = 254
+NS_RE = re.compile(r"^hs-(s1|s2|infra|br)-([0-9a-f]{6})$")
+LINK_RE = re.compile(r"^hs([0-9a-f]{6})$")
+# Proxy settings must not send a node's (or the CTI simulator's) HTTP anywhere but our own network.
+PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+class LabError(RuntimeError):
+    """A lab command failed: the text holds the command and its stderr."""
+
+
+def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise LabError(f"{' '.join(cmd)} -> {r.returncode}: {r.stderr.strip() or r.stdout.strip()}")
+    return r
+
+
+def unavailable() -> str | None:
+    """Why the lab cannot run here (a skip reason), or None when it can."""
+    if sys.platform != "linux":
+        return "the fault lab needs Linux network namespaces"
+    if os.geteuid() != 0:
+        return "the fault lab needs root (ip netns, iptables, mount)"
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            return f"the fault lab needs '{tool}' (apt-get install iproute2 iptables)"
+    probe = f"hs-br-{secrets.token_hex(3)}"
+    try:
+        made = run(["ip", "netns", "add", probe], check=False)
+        if made.returncode != 0:
+            return f"'ip netns add' does not work here: {made.stderr.strip()}"
+        ipt = run(["ip", "netns", "exec", probe, "iptables", "-S"], check=False)
+        if ipt.returncode != 0:
+            return f"iptables does not work inside a namespace here: {ipt.stderr.strip()}"
+    finally:
+        run(["ip", "netns", "del", probe], check=False)
+    return None
+
+
+def _owner_alive(run_id: str) -> bool:
+    try:
+        pid = int((STATE_DIR / f"{run_id}.pid").read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def cleanup_stale() -> list[str]:
+    """Remove namespaces, links, mounts and subnet claims of lab runs whose owner is gone."""
+    removed: list[str] = []
+    for line in run(["ip", "netns", "list"], check=False).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = NS_RE.match(name)
+        if not m or _owner_alive(m.group(2)):
+            continue
+        for pid in run(["ip", "netns", "pids", name], check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        run(["ip", "netns", "del", name], check=False)
+        removed.append(name)
+    for line in run(["ip", "-o", "link", "show"], check=False).stdout.splitlines():
+        parts = line.split(":")
+        name = parts[1].strip().split("@")[0] if len(parts) > 1 else ""
+        m = LINK_RE.match(name)
+        if m and not _owner_alive(m.group(1)):
+            run(["ip", "link", "del", name], check=False)
+            removed.append(name)
+    with open("/proc/mounts") as fh:
+        mounts = [ln.split()[1] for ln in fh]
+    for mnt in reversed(mounts):
+        m = re.search(r"/hs-lab-([0-9a-f]{6})/", mnt + "/")
+        if m and not _owner_alive(m.group(1)):
+            run(["umount", "-l", mnt], check=False)
+            removed.append(mnt)
+    if STATE_DIR.exists():
+        for claim in STATE_DIR.iterdir():
+            rid = claim.read_text().split()[0] if claim.name.startswith("net-") else claim.stem
+            if not _owner_alive(rid):
+                claim.unlink(missing_ok=True)
+    return removed
+
+
+@dataclass
+class Lab:
+    """One run's hosts and bridge. ``setup()`` builds them, ``teardown()`` removes everything."""
+
+    run_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    net: int = -1
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    mounts: list[Path] = field(default_factory=list)
+
+    # -- names -------------------------------------------------------------------------------
+    def ns(self, host: str) -> str:
+        short = {"server1": "s1", "server2": "s2", "infra": "infra", "bridge": "br"}[host]
+        return f"hs-{short}-{self.run_id}"
+
+    def addr(self, host: str) -> str:
+        octet = OBSERVER_OCTET if host == "observer" else HOST_OCTET[host]
+        return f"198.18.{self.net}.{octet}"
+
+    @property
+    def base(self) -> Path:
+        """A per-run directory for data dirs and mount points (the stale cleanup recognises it)."""
+        return MOUNT_BASE / f"hs-lab-{self.run_id}"
+
+    # -- build and tear down -----------------------------------------------------------------
+    def _claim_net(self) -> None:
+        used = set(re.findall(r"inet 198\.18\.(\d+)\.", run(["ip", "-4", "-o", "addr"], check=False).stdout))
+        for n in range(1, 255):
+            if str(n) in used:
+                continue
+            try:
+                fd = os.open(STATE_DIR / f"net-{n}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                continue
+            os.write(fd, self.run_id.encode())
+            os.close(fd)
+            self.net = n
+            return
+        raise LabError("no free /24 left in 198.18.0.0/16 for a lab run")
+
+    def setup(self) -> Lab:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        (STATE_DIR / f"{self.run_id}.pid").write_text(f"{os.getpid()}\n")
+        self._claim_net()
+        self.base.mkdir(parents=True, exist_ok=True)
+        try:
+            br = self.ns("bridge")
+            run(["ip", "netns", "add", br])
+            self.in_ns(br, "ip", "link", "add", "br0", "type", "bridge")
+            self.in_ns(br, "ip", "link", "set", "br0", "up")
+            for host in HOSTS:
+                ns = self.ns(host)
+                run(["ip", "netns", "add", ns])
+                self.in_ns(ns, "ip", "link", "set", "lo", "up")
+                run(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", host, "netns", br])
+                self._plug(br, host)
+                self.in_ns(ns, "ip", "addr", "add", f"{self.addr(host)}/24", "dev", "eth0")
+                self.in_ns(ns, "ip", "link", "set", "eth0", "up")
+            # The observer: the test process in the root namespace, on the same /24 and nowhere else.
+            root_link = f"hs{self.run_id}"
+            run(["ip", "link", "add", root_link, "type", "veth", "peer", "name", "observer", "netns", br])
+            self._plug(br, "observer")
+            run(["ip", "addr", "add", f"{self.addr('observer')}/24", "dev", root_link])
+            run(["ip", "link", "set", root_link, "up"])
+        except Exception:
+            self.teardown()
+            raise
+        return self
+
+    def _plug(self, br: str, port: str) -> None:
+        self.in_ns(br, "ip", "link", "set", port, "master", "br0")
+        self.in_ns(br, "ip", "link", "set", port, "up")
+
+    def teardown(self) -> None:
+        for p in self.procs:
+            stop_process(p)
+        self.procs.clear()
+        for mnt in reversed(self.mounts):
+            run(["umount", "-l", str(mnt)], check=False)
+        self.mounts.clear()
+        for host in (*HOSTS, "bridge"):
+            ns = self.ns(host)
+            for pid in run(["ip", "netns", "pids", ns], check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            run(["ip", "netns", "del", ns], check=False)
+        run(["ip", "link", "del", f"hs{self.run_id}"], check=False)
+        with contextlib.suppress(OSError):
+            (STATE_DIR / f"net-{self.net}").unlink(missing_ok=True)
+            (STATE_DIR / f"{self.run_id}.pid").unlink(missing_ok=True)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    # -- running things on a host ------------------------------------------------------------
+    def exec_prefix(self, host: str) -> list[str]:
+        return ["ip", "netns", "exec", self.ns(host)]
+
+    def in_ns(self, ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(["ip", "netns", "exec", ns, *cmd], check=check)
+
+    def sh(self, host: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.in_ns(self.ns(host), *cmd, check=check)
+
+    def spawn(self, host: str, cmd: Sequence[str], *, env: dict[str, str] | None = None, log: Path | None = None,
+              wrapper: Sequence[str] = (), track: bool = True) -> subprocess.Popen[bytes]:
+        """Start ``cmd`` on ``host`` (``ip netns exec`` execs, so the pid is the command's own)."""
+        full_env = {k: v for k, v in (env if env is not None else os.environ).items() if k not in PROXY_ENV}
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
+        try:
+            p = subprocess.Popen([*self.exec_prefix(host), *wrapper, *cmd], env=full_env, stdout=out,
+                                 stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        finally:
+            if log:
+                out.close()  # type: ignore[union-attr]
+        if track:
+            self.procs.append(p)
+        return p
+
+    def pids(self, host: str) -> list[int]:
+        """Every process on ``host`` (its network namespace): a node and its CTI child, say."""
+        return [int(p) for p in run(["ip", "netns", "pids", self.ns(host)], check=False).stdout.split()]
+
+    def signal_host(self, host: str, sig: int) -> None:
+        """Send ``sig`` to every process on ``host``: SIGSTOP/SIGCONT freeze and thaw the whole machine."""
+        for pid in self.pids(host):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    # -- network faults ----------------------------------------------------------------------
+    def _ipt(self, host: str, *rule: str) -> None:
+        self.sh(host, "iptables", "-w", *rule)
+
+    def cut(self, src: str, dst: str, *, both: bool = True) -> None:
+        """Drop every packet from ``src`` to ``dst`` (and back, unless ``both`` is False)."""
+        self._ipt(src, "-A", "OUTPUT", "-d", self.addr(dst), "-j", "DROP")
+        self._ipt(dst, "-A", "INPUT", "-s", self.addr(src), "-j", "DROP")
+        if both:
+            self.cut(dst, src, both=False)
+
+    def loss(self, a: str, b: str, probability: float) -> None:
+        """Drop a random share of the packets between ``a`` and ``b``, each direction independently."""
+        p = f"{probability:.4f}"
+        for x, y in ((a, b), (b, a)):
+            self._ipt(x, "-A", "INPUT", "-s", self.addr(y), "-m", "statistic", "--mode", "random",
+                      "--probability", p, "-j", "DROP")
+
+    def isolate(self, host: str) -> None:
+        """Cut ``host`` from every other host (the peer and the LAN); the observer still sees it."""
+        for other in HOSTS:
+            if other != host:
+                self.cut(host, other)
+
+    def redirect(self, host: str, dst: str, port: int, to: tuple[str, int]) -> None:
+        """New TCP connections from ``host`` to ``dst:port`` go to ``to`` instead (a proxy in the path)."""
+        self._ipt(host, "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", self.addr(dst), "--dport", str(port),
+                  "-j", "DNAT", "--to-destination", f"{to[0]}:{to[1]}")
+
+    def heal(self) -> None:
+        """Remove every network fault (filter and nat rules) on every host."""
+        for host in HOSTS:
+            self._ipt(host, "-F")
+            self._ipt(host, "-t", "nat", "-F")
+
+    def rules(self, host: str) -> str:
+        return self.sh(host, "iptables", "-w", "-S").stdout
+
+    # -- filesystems -------------------------------------------------------------------------
+    def small_fs(self, path: Path, size: str = "8m") -> Path:
+        """A size-limited tmpfs at ``path`` (under the run's base dir), unmounted at teardown."""
+        assert self.base in path.parents, "lab mounts live under the run's base directory"
+        path.mkdir(parents=True, exist_ok=True)
+        run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", f"hs-lab-{self.run_id}", str(path)])
+        self.mounts.append(path)
+        return path
+
+    @staticmethod
+    def fill(path: Path) -> Path:
+        """Fill the filesystem holding ``path`` to the last byte; returns the filler to delete later."""
+        filler = path / "filler.bin"
+        with open(filler, "wb") as fh, contextlib.suppress(OSError):
+            chunk = b"\0" * 65536
+            while True:
+                fh.write(chunk)
+                fh.flush()
+        with open(filler, "ab") as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0")
+                fh.flush()
+        return filler
+
+    @staticmethod
+    def remount(path: Path, *, read_only: bool) -> None:
+        run(["mount", "-o", f"remount,{'ro' if read_only else 'rw'}", str(path)])
+
+
+def stop_process(p: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGCONT (a frozen process cannot die of SIGTERM), SIGTERM, then SIGKILL after ``grace``."""
+    if p.poll() is not None:
+        return
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, sig)
+    try:
+        p.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGKILL)
+        p.wait(5)
+
+
+@contextlib.contextmanager
+def lab_run() -> Iterator[Lab]:
+    """A lab for the duration of the block; torn down even when the block raises."""
+    lab = Lab()
+    try:
+        yield lab.setup()
+    finally:
+        lab.teardown()
+
+
+def wait_port(host: str, port: int, timeout: float) -> None:
+    """Poll until a TCP connect to ``host:port`` succeeds (from the observer)."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise LabError(f"{host}:{port} not listening after {timeout:.0f} s")
