@@ -13,6 +13,7 @@ import logging
 import os
 import shlex
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from hotstandby.metrics import ArbiterMetrics, monitor_registry
 from hotstandby.model import Role
 from hotstandby.settings import ClusterSettings, NodeSettings, SettingsError, check_startable
 from hotstandby.store import Store, StoreError
+from hotstandby.tls import client_context
 from services.arbiter.app import create_app as create_arbiter_app
 from services.arbiter.config import ConfigBook
 from services.arbiter.heartbeat import Arbiter
@@ -159,10 +161,15 @@ class _RemoteCti:
         self._last: dict[str, Any] = {"state": "unknown"}
 
     async def converge(self) -> None:
-        cfg = self._n.config.current
-        url = f"http://127.0.0.1:{cfg.monitor_port}/cti"
+        cfg, node = self._n.config.current, self._n.node
+        if node.tls:  # the monitor's certificate names the node's address, not 127.0.0.1
+            host = node.local_address or cfg.address_of(node.node_id)
+            url = f"https://{'[' + host + ']' if ':' in host else host}:{cfg.monitor_port}/cti"
+            verify: ssl.SSLContext | bool = client_context(node.tls_ca_file, node.tls_cert_file, node.tls_key_file)
+        else:
+            url, verify = f"http://127.0.0.1:{cfg.monitor_port}/cti", False
         deadline = time.monotonic() + 5.0
-        async with httpx.AsyncClient(trust_env=False) as client:
+        async with httpx.AsyncClient(trust_env=False, verify=verify) as client:
             while time.monotonic() < deadline:
                 with contextlib.suppress(httpx.HTTPError, ValueError):
                     self._last = (await client.get(url, timeout=1.0)).json()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import sys
 from typing import Annotated, Any, NoReturn
 
@@ -26,6 +27,7 @@ from hotstandby.settings import (
     node_from_env,
     validate_cluster,
 )
+from hotstandby.tls import client_context
 
 app = typer.Typer(help="Active/standby controller for a pair of CTI servers.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -54,16 +56,23 @@ def default_url() -> str:
     return f"{scheme}://{host}:{port}"
 
 
+def _tls_context() -> ssl.SSLContext:
+    """Verify the arbiter's certificate against HS_TLS_CA_FILE (else the system store)."""
+    try:
+        return client_context(os.environ.get("HS_TLS_CA_FILE", ""))
+    except (OSError, ssl.SSLError) as exc:
+        fail(f"cannot load HS_TLS_CA_FILE: {exc}", 2)
+
+
 def request(method: str, path: str, url: str | None, body: Any = None, timeout: float = 30.0) -> Any:
     base = (url or default_url()).rstrip("/")
     headers = {"user-agent": USER_AGENT}
     token = os.environ.get("HS_ADMIN_TOKEN", "")
     if token:
         headers["authorization"] = f"Bearer {token}"
-    verify: Any = os.environ.get("HS_TLS_CA_FILE") or True
     try:
-        r = httpx.request(method, base + path, json=body, headers=headers, timeout=timeout, verify=verify,
-                          trust_env=False)
+        r = httpx.request(method, base + path, json=body, headers=headers, timeout=timeout,
+                          verify=_tls_context(), trust_env=False)
     except httpx.HTTPError as exc:
         fail(f"cannot reach the arbiter at {base}: {type(exc).__name__}")
     if r.status_code >= 400:
@@ -297,8 +306,7 @@ def _cluster_for_render(url: str | None) -> ClusterSettings:
     """The arbiter's settings when it answers, else the environment's (SPEC section 9)."""
     base = (url or default_url()).rstrip("/")
     try:
-        r = httpx.get(base + "/config", timeout=2.0, trust_env=False,
-                      verify=os.environ.get("HS_TLS_CA_FILE") or True)
+        r = httpx.get(base + "/config", timeout=2.0, trust_env=False, verify=_tls_context())
         if r.status_code == 200:
             values = {k: v["value"] for k, v in r.json()["settings"].items()}
             return validate_cluster(values)

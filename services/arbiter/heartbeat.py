@@ -66,7 +66,7 @@ class Arbiter:
                  wall: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
         self.node, self.store, self.ftlog, self.metrics = node, store, ftlog, metrics
         self.config, self.hlc, self.peer, self.cti = config, hlc, peer, cti
-        self.vip = vip or probes.VipProbe(node.tls)
+        self.vip = vip or probes.VipProbe(node)
         self.clock, self.wall = clock, wall
         self.rng = rng or random.Random()
         rec = store.load_node()

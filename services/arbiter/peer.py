@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import httpx
 
 from hotstandby.peerauth import sign
 from hotstandby.settings import ClusterSettings, NodeSettings
+from hotstandby.tls import client_context
 
 USER_AGENT = "hotstandby-arbiter"
 
@@ -42,11 +44,23 @@ class CallResult:
 
 
 def _client(node: NodeSettings) -> httpx.AsyncClient:
-    verify: Any = node.tls_ca_file or True if node.tls else False
-    cert = (node.tls_cert_file, node.tls_key_file) if node.tls else None
+    # With TLS the peer's certificate is verified against HS_TLS_CA_FILE (host name = its address).
+    verify: ssl.SSLContext | bool = (
+        client_context(node.tls_ca_file, node.tls_cert_file, node.tls_key_file) if node.tls else False)
     limits = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=60)
-    return httpx.AsyncClient(verify=verify, cert=cert, limits=limits, headers={"user-agent": USER_AGENT},
-                             trust_env=False)
+    return httpx.AsyncClient(verify=verify, limits=limits, headers={"user-agent": USER_AGENT}, trust_env=False)
+
+
+def _why(exc: BaseException) -> str:
+    """The exception's name, plus the reason when a TLS handshake failed (a refused certificate)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"{type(exc).__name__} (TLS: {cause.verify_message or 'certificate refused'})"
+        if isinstance(cause, ssl.SSLError):
+            return f"{type(exc).__name__} (TLS: {cause.reason or 'handshake failed'})"
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
 
 
 class PeerClient:
@@ -84,7 +98,7 @@ class PeerClient:
             try:
                 r = await client.get(url, timeout=remaining)
             except httpx.HTTPError as exc:
-                return type(exc).__name__
+                return _why(exc)
             if r.status_code == 200 and r.text.strip() == want:
                 return None
             return f"HTTP {r.status_code} {r.text.strip()[:80]}"
@@ -116,7 +130,7 @@ class PeerClient:
             r = await self._primary.request(method, self._url(cfg.arbiter_port, path), content=body,
                                             headers=headers, timeout=timeout)
         except httpx.HTTPError as exc:
-            return CallResult(False, None, None, f"{type(exc).__name__} calling {path}")
+            return CallResult(False, None, None, f"{_why(exc)} calling {path}")
         try:
             data = r.json()
         except ValueError:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 
 import httpx
 
-from hotstandby.settings import ClusterSettings, split_host_port
+from hotstandby.settings import ClusterSettings, NodeSettings, split_host_port
+from hotstandby.tls import client_context
 
 
 async def tcp_ok(host: str, port: int, timeout: float) -> bool:
@@ -31,9 +33,13 @@ async def lan_ok(cfg: ClusterSettings) -> bool | None:
 
 
 class VipProbe:
-    def __init__(self, tls: bool = False) -> None:
+    def __init__(self, node: NodeSettings | None = None) -> None:
         # A fresh connection each time: HAProxy must route this request, not reuse a pinned one.
+        # With TLS the VIP's frontend must serve HTTPS with a certificate from HS_TLS_CA_FILE's CA.
+        tls = node is not None and node.tls
         self._scheme = "https" if tls else "http"
+        self._verify: ssl.SSLContext | bool = (
+            client_context(node.tls_ca_file, node.tls_cert_file, node.tls_key_file) if node and tls else False)
 
     async def where(self, cfg: ClusterSettings) -> str | None:
         """The node_id the VIP routed /whoami to, or None (no VIP, no answer)."""
@@ -42,7 +48,7 @@ class VipProbe:
         host, port = split_host_port(cfg.vip_address, default_port=cfg.monitor_port)
         url = f"{self._scheme}://{host}:{port}/whoami"
         try:
-            async with httpx.AsyncClient(trust_env=False, verify=False) as client:
+            async with httpx.AsyncClient(trust_env=False, verify=self._verify) as client:
                 r = await client.get(url, timeout=cfg.heartbeat_timeout_s, headers={"connection": "close"})
             node = r.json().get("node_id") if r.status_code == 200 else None
         except (httpx.HTTPError, ValueError, AttributeError):
