@@ -251,6 +251,11 @@ class Arbiter:
         }
 
     async def _exchange(self, cfg: ClusterSettings) -> PeerView | None:
+        return (await self._exchange_digest(cfg))[0]
+
+    async def _exchange_digest(self, cfg: ClusterSettings) -> tuple[PeerView | None, str | None]:
+        """One exchange; also returns the settings digest the peer holds after it (for `replicated`),
+        taken from this exchange's own answer, never from a tick's exchange racing with it."""
         payload = self.view() | {"t1": self.wall()}
         r = await self.peer.exchange(payload, cfg.heartbeat_timeout_s)
         t4 = self.wall()
@@ -259,7 +264,7 @@ class Arbiter:
             if r.status == 401:
                 self._auth_problem("the peer refused our signed heartbeat (401): check that HS_PEER_SECRET "
                                    "is the same on both nodes")
-            return None
+            return None, None
         try:
             body = r.body
             view = PeerView(node_id=body["node_id"], role=Role(body["role"]), epoch=int(body["epoch"]),
@@ -272,13 +277,14 @@ class Arbiter:
             self.merge_maintenance(body["maintenance"])
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("malformed heartbeat answer: %s", exc)
-            return None
+            return None, None
         self.peer_auth_problem = None
         self.peer_info = {"role_since": body.get("role_since"), "address": body.get("address")}
-        self.peer_digest = body["digest"]
-        if body["digest"] != self.config.digest():
+        digest = self.peer_digest = body["digest"]
+        if digest != self.config.digest():
             await self.pull_config()
-        return view
+            digest = self.peer_digest  # what we pulled is what the peer holds
+        return view, digest
 
     async def on_heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
         """The peer's half of the exchange: learn its clock, maintenance and settings digest."""
@@ -327,7 +333,7 @@ class Arbiter:
         """Set it here, durably, then push it to the peer at once; True when the peer has it."""
         self._set_maintenance(enabled, (self.hlc.now(), self.node.node_id), who)
         view = await self._exchange(self.cluster)
-        return view is not None and view.maintenance == enabled
+        return view is not None and view.maintenance == self.state.maintenance
 
     # -- configuration -----------------------------------------------------------------------
     async def pull_config(self) -> list[str]:
@@ -348,8 +354,9 @@ class Arbiter:
         changed = self.config.put(patch, origin=self.node.node_id)
         if changed:
             self._settings_changed(changed, who)
-            await self._exchange(self.cluster)  # push at once: the peer pulls in its half
-        return changed, self.peer_digest == self.config.digest()
+        # Push at once: the peer pulls in its half of the exchange and answers with its new digest.
+        _, peer_digest = await self._exchange_digest(self.cluster)
+        return changed, peer_digest == self.config.digest()
 
     def _settings_changed(self, names: list[str], source: str) -> None:
         values = ", ".join(f"{n}={self.config.table[n].value!r}" for n in names)
