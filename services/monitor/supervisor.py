@@ -160,6 +160,9 @@ class CtiSupervisor:
         self._exits_unready = 0  # exits in a row without reaching READY
         self._failed = False
         self._last_error: str | None = None
+        # Why the last start never reached READY, kept through a stop: a node whose CTI cannot run
+        # must not look healthy as STANDBY, or failback (R3) hands ACTIVE straight back to it.
+        self._failed_start: str | None = None
         self._respawn_task: asyncio.Task[None] | None = None
         self._respawn_sleeping = False
         self._daily = ""
@@ -205,9 +208,11 @@ class CtiSupervisor:
         }
 
     def self_check(self) -> str | None:
-        """None when healthy (desired stopped, or running); else a short reason for IPSWS=ERROR."""
+        """None when healthy (stopped, or running); else a short reason for IPSWS=ERROR. A CTI that
+        failed on its last start stays unhealthy while stopped, until a start reaches READY (or the
+        node restarts): with switch_on_application_error the peer must not fail back to it."""
         if self._desired == "stopped":
-            return None
+            return f"CTI server failed on its last start: {self._failed_start}" if self._failed_start else None
         state = self.state
         if state == "running":
             return None
@@ -248,6 +253,8 @@ class CtiSupervisor:
         self._cancel_sleeping_respawn()
         async with self._lock:
             self._desired = "stopped"  # again: a start() queued before us may have set it
+            if self._failed:
+                self._failed_start = self._last_error or "CTI server failed"
             self._failed = False
             child = self._child
             killed = False
@@ -426,6 +433,7 @@ class CtiSupervisor:
         child.ready = True
         recovered = self._failed
         self._failed = False
+        self._failed_start = None
         self._exits_unready = 0
         words = f"CTI server ready, pid {child.pid}"
         if child.saw_protocol:

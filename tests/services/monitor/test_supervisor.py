@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import select
 import signal
 import subprocess
@@ -315,6 +316,29 @@ def test_crash_loop_fails_with_backoff_keeps_retrying_and_stop_wins() -> None:
         await asyncio.sleep(0.8)
         assert count == sup.restarts
         assert sup.snapshot()["state"] == "stopped"
+        # Stopped, but it could not run: still unhealthy, so a peer does not fail back to it.
+        assert re.fullmatch(r"CTI server failed on its last start: exited with status 3 \d+ times in a row",
+                            sup.self_check() or "")
+
+    run(lambda: closing(sup, body))
+
+
+def test_a_failed_start_stays_unhealthy_while_stopped_until_a_start_reaches_ready(tmp_path: Path) -> None:
+    """Demoted after its CTI failed, the node reports IPSWS error as STANDBY (no failback flapping) until fixed."""
+    program = tmp_path / "cti-server"
+    sup = make([str(program)], Recorder(), restart_delay=lambda: 0.125)
+
+    async def body() -> None:
+        await sup.start(epoch=1)
+        assert sup.snapshot()["state"] == "failed"
+        await sup.stop("demotion")
+        assert sup.snapshot()["state"] == "stopped"
+        assert sup.self_check() == f"CTI server failed on its last start: command not found: {program}"
+        program.write_text("#!/bin/sh\necho 'HS-CTI READY'\nexec sleep 60\n")
+        program.chmod(0o755)
+        await sup.start(epoch=2)
+        await until(lambda: sup.up, timeout=3, what="READY")
+        await sup.stop("demotion")
         assert sup.self_check() is None
 
     run(lambda: closing(sup, body))
