@@ -46,6 +46,7 @@ DAILY_CHECK_S = 10.0  # wall-clock poll for the daily restart (the spec asks for
 DRAIN_TIMEOUT_S = 1.0  # after an exit, how long a straggler may hold the output pipes open
 CAP_FRACTION = 0.8  # backoff cap as a share of I: the rest of I covers detection and spawn
 MIN_RETRY_S = 0.04  # floor of the capped retry interval (the smallest heartbeat interval allowed)
+STARTING_GRACE_S = 60.0  # a start that has not reached READY is healthy (IPSWS=OK) for this long
 MAX_LINE = 64 * 1024  # longer output without a newline is forwarded in chunks of this size
 
 _COUNT_LINE = re.compile(r"(port|device)s?\s+(\d+)\s*/\s*(\d+)")
@@ -138,6 +139,7 @@ class CtiSupervisor:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = datetime.now,
         daily_check_s: float = DAILY_CHECK_S,
+        starting_grace_s: float = STARTING_GRACE_S,
     ) -> None:
         if not command:
             raise ValueError("CTI command is empty")
@@ -146,6 +148,7 @@ class CtiSupervisor:
         self._restart_delay = restart_delay
         self._on_event = on_event
         self._stop_grace_s = stop_grace_s
+        self._starting_grace_s = starting_grace_s
         self._clock = clock
         self._wall = wall
         self._daily_check_s = daily_check_s
@@ -218,8 +221,15 @@ class CtiSupervisor:
             return None
         if state == "failed":
             return self._last_error or "CTI server failed"
-        if self._child is not None:
-            return "CTI server starting"
+        child = self._child
+        if child is not None:
+            # Coming up (0.2 s a port and a device) is progress, not an application error: a peer
+            # probing IPSWS would otherwise take ACTIVE back mid-startup, and the pair ping-pongs
+            # whenever the CTI startup outlasts N·I. A start that never reaches READY still shows.
+            starting_for = self._clock() - child.started_at
+            if starting_for <= self._starting_grace_s:
+                return None
+            return f"CTI server starting for {starting_for:.0f} s without READY"
         return "CTI server not running, restart pending"
 
     # ----------------------------------------------------------------- commands
