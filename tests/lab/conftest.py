@@ -85,6 +85,8 @@ def make_pair(lab: netns.Lab, request: pytest.FixtureRequest) -> Iterator[Callab
         for p in list(lab.procs):
             netns.stop_process(p)
             lab.procs.remove(p)
+        for host in netns.HOSTS:  # a straggler (a node's child, a forked wrapper) must not outlive its test
+            lab.clear_host(host)
         for mnt in [m for m in lab.mounts if root in m.parents]:
             netns.run(["umount", "-l", str(mnt)], check=False)
             lab.mounts.remove(mnt)

@@ -29,6 +29,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+FAKETIME_LIBS = tuple(f"/usr/lib/{d}faketime/libfaketime.so.1"
+                      for d in ("x86_64-linux-gnu/", "aarch64-linux-gnu/", ""))
+
 ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = Path("/run/hs-lab")  # <id>.pid (the owning pytest) and net-<n> (the /24 a run holds)
 MOUNT_BASE = Path("/tmp")  # lab filesystems are mounted under /tmp/hs-lab-<id>/
@@ -238,6 +241,15 @@ class Lab:
         """Every process on ``host`` (its network namespace): a node and its CTI child, say."""
         return [int(p) for p in run(["ip", "netns", "pids", self.ns(host)], check=False).stdout.split()]
 
+    def clear_host(self, host: str, timeout: float = 10) -> None:
+        """SIGKILL whatever still runs on ``host`` (every process there is this run's) and wait until none."""
+        deadline = time.monotonic() + timeout
+        while (pids := self.pids(host)) and time.monotonic() < deadline:
+            self.signal_host(host, signal.SIGKILL)
+            time.sleep(0.05)
+        if pids:
+            raise LabError(f"processes {pids} survive on {host}")
+
     def signal_host(self, host: str, sig: int) -> None:
         """Send ``sig`` to every process on ``host``: SIGSTOP/SIGCONT freeze and thaw the whole machine."""
         for pid in self.pids(host):
@@ -295,20 +307,28 @@ class Lab:
     def fill(path: Path) -> Path:
         """Fill the filesystem holding ``path`` to the last byte; returns the filler to delete later."""
         filler = path / "filler.bin"
-        with open(filler, "wb") as fh, contextlib.suppress(OSError):
-            chunk = b"\0" * 65536
-            while True:
-                fh.write(chunk)
-                fh.flush()
-        with open(filler, "ab") as fh, contextlib.suppress(OSError):
-            while True:
-                fh.write(b"\0")
-                fh.flush()
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for size in (1 << 20, 65536, 4096, 1):
+                with contextlib.suppress(OSError):
+                    while True:
+                        os.write(fd, b"\0" * size)
+        finally:
+            os.close(fd)
         return filler
 
     @staticmethod
     def remount(path: Path, *, read_only: bool) -> None:
         run(["mount", "-o", f"remount,{'ro' if read_only else 'rw'}", str(path)])
+
+
+def skewed_clock(offset: str) -> dict[str, str]:
+    """Environment that shifts a process's clock by ``offset`` (libfaketime, e.g. "+600s"); the process
+    itself is preloaded, so its pid is the program's own (the ``faketime`` wrapper would fork)."""
+    lib = next((p for p in FAKETIME_LIBS if Path(p).exists()), None)
+    if lib is None:
+        raise LabError("libfaketime not found (apt-get install faketime)")
+    return {"LD_PRELOAD": lib, "FAKETIME": offset, "FAKETIME_DONT_RESET": "1"}
 
 
 def stop_process(p: subprocess.Popen[bytes], grace: float = 5.0) -> None:

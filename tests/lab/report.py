@@ -36,20 +36,21 @@ def summarise(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     merged: dict[str, dict[str, Any]] = {}
     for r in rows:
         m = merged.setdefault(r["fault"], {"runs": 0, "bound": r.get("bound"), "worst": None, "overlap": None,
-                                           "lost": 0, "ok": True, "outcome": set()})
+                                           "lost": None, "ok": True, "outcome": set()})
         m["runs"] += r.get("runs", 1)
         if r.get("worst") is not None:
             m["worst"] = max(m["worst"] or 0.0, r["worst"])
         if r.get("overlap") is not None:
             m["overlap"] = max(m["overlap"] or 0.0, r["overlap"])
-        m["lost"] += r.get("lost") or 0
+        if r.get("lost") is not None:
+            m["lost"] = (m["lost"] or 0) + r["lost"]
         m["ok"] = m["ok"] and r["outcome"] == "passed"
         m["outcome"].add(r["outcome"])
     out = []
     for fault, m in merged.items():
         verdict = "yes" if m["ok"] else "/".join(sorted(o for o in m["outcome"] if o != "passed")).upper()
         out.append((fault, str(m["runs"]), _num(m["bound"]), _num(m["worst"]), _num(m["overlap"]),
-                    str(m["lost"]), verdict))
+                    "-" if m["lost"] is None else str(m["lost"]), verdict))
     return out
 
 
