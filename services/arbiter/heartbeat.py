@@ -76,6 +76,7 @@ class Arbiter:
         store.save_node(node_id=node.node_id, role=Role.STANDBY, epoch=self.state.epoch, cause=Cause.START)
         self.role_since = wall()
         self.lock = asyncio.Lock()
+        self.version = 0  # bumped by every commit and peer confirmation: a tick's observations expire
         self.started = clock()
         self.last_tick_done: float | None = None
         self.last_reason = "starting: STANDBY until the first tick decides"
@@ -125,9 +126,9 @@ class Arbiter:
 
     async def tick(self) -> Decision:
         cfg = self.cluster
-        before = (self.state.role, self.state.epoch)
+        before = self.version
         started = self.clock()
-        self._check_store()
+        await asyncio.to_thread(self._check_store)  # an fsync must not stall the loop and its HTTP
         probe, view, lan, vip = await asyncio.gather(
             self.peer.probe(), self._exchange(cfg), probes.lan_ok(cfg), self.vip.where(cfg)
         )
@@ -137,8 +138,10 @@ class Arbiter:
         self.lan_ok = lan
         obs = Observation(probe_ok=probe.ok, peer=view, lan_ok=lan, vip_node=vip)
         async with self.lock:
-            if (self.state.role, self.state.epoch) != before:
-                decision = Decision(self.state, "no action: the role changed while this tick observed")
+            if self.version != before:
+                # A command changed our role or heard from the peer while we observed: what we saw
+                # may predate it (e.g. the peer's promotion after a switch), so do not act on it.
+                decision = Decision(self.state, "no action: a command changed the pair while this tick observed")
             else:
                 decision = rules.decide(self.state, obs, cfg)
                 if self.store_problem and decision.state.role is Role.ACTIVE:
@@ -192,6 +195,8 @@ class Arbiter:
                 # Stepping down is safe unpersisted: a restarted node is STANDBY whatever it stored.
                 self.ftlog.write("Arbiter", f"Role change not persisted ({exc}); stepping down anyway")
         self.state = new
+        if durable:
+            self.version += 1
         if new.role is not old.role:
             self.role_since = self.wall()
             self.metrics.role_changes.labels(self.node.node_id, new.role.value, new.cause.value).inc()
@@ -230,6 +235,7 @@ class Arbiter:
             role, epoch = Role(body["role"]), int(body["epoch"])
             old = self.state.peer or PeerView(node_id=self.node.peer_id, role=role, epoch=epoch)
             self.state = self.state.evolve(peer=replace(old, role=role, epoch=epoch))
+            self.version += 1
 
     def cluster_epoch(self) -> int:
         return max(self.state.epoch, self.state.peer.epoch if self.state.peer else 0)
