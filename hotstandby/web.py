@@ -1,15 +1,87 @@
-"""Pieces both FastAPI services share: the body-size guard, admin auth, the web console page."""
+"""Pieces both FastAPI services share: the body-size guard, admin auth, error answers, the console page."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hotstandby.peerauth import admin_ok
+
+
+class ErrorBody(BaseModel):
+    """Every refusal but 422: ``{"detail": "why"}``."""
+
+    detail: str
+
+
+class InvalidItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InvalidBody(BaseModel):
+    """422: each refused field named in ``loc``; ``message`` is the one-line summary when present."""
+
+    detail: list[InvalidItem]
+    message: str | None = None
+
+
+_WHY = {
+    400: "the body is not JSON (or not UTF-8)",
+    401: "token or peer signature missing or wrong",
+    409: "cannot be done safely now",
+    413: "request body too large",
+    422: "bad input: each refused field is named",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for these refusals, so clients and schemathesis know their shape."""
+    return {code: {"description": _WHY[code], "model": InvalidBody if code == 422 else ErrorBody} for code in codes}
+
+
+def _finite(value: Any) -> Any:
+    """JSON cannot carry NaN or Infinity: an invalid input echoed back in a 422 is shown as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """422 that survives NaN/Infinity inputs (FastAPI's own answered 500), and a 405 whose ``Allow``
+    lists every method of the path (Starlette names only the first route's)."""
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = _finite(jsonable_encoder(exc.errors()))
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    async def not_allowed(request: Request, exc: Exception) -> JSONResponse:
+        methods: set[str] = set()
+        for route in request.app.router.routes:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= set(getattr(route, "methods", None) or ())
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405,
+                            headers={"Allow": ", ".join(sorted(methods))})
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(405, not_allowed)
 
 
 class BodyLimit:
@@ -24,7 +96,7 @@ class BodyLimit:
             return
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await _plain(send, 413, b"request body too large")
+            await _json(send, 413, b'{"detail":"request body too large"}')
             return
         seen = 0
 
@@ -39,9 +111,9 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-async def _plain(send: Send, status: int, body: bytes) -> None:
+async def _json(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 

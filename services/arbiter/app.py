@@ -7,51 +7,87 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from hotstandby.hlc import Timestamp
 from hotstandby.model import Cause, Role
 from hotstandby.peerauth import AuthError, Verifier
 from hotstandby.rules import StaleCommand
-from hotstandby.settings import SettingsError
+from hotstandby.settings import ClusterSettings, SettingsError
 from hotstandby.store import StoreError
-from hotstandby.web import BodyLimit, admin_guard, console_html
+from hotstandby.web import BodyLimit, admin_guard, console_html, error_responses, install_error_handlers
 from services.arbiter.heartbeat import Arbiter, SwitchRefused
 
 
 class SwitchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     target: Literal["server1", "server2"]
-    force: bool = False
+    force: StrictBool = False  # JSON true/false only: 0 or "yes" is a 422, not a guess
 
 
 class MaintenanceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    enabled: bool
+    enabled: StrictBool
+
+
+# Epochs stay JSON-safe integers (I-JSON: up to 2**53 - 1); a bound near 2**62 is not even
+# representable as a double, so validators in other languages compare it wrongly.
+MAX_EPOCH = 2**53 - 1
+HLC_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z#\d{1,18}$"  # hotstandby.hlc.Timestamp's text
+
+
+def _hlc(text: str) -> str:
+    """The pattern has the shape; a calendar date (no month 13, no 30 February) is checked here."""
+    Timestamp.parse(text)
+    return text
 
 
 class RoleCommand(BaseModel):
     role: Role
-    epoch: int = Field(ge=0, le=2**62)
+    epoch: int = Field(ge=0, le=MAX_EPOCH)
     cause: Cause = Cause.PEER
     reason: str = Field(default="", max_length=500)
 
 
 class MaintenanceStamp(BaseModel):
     value: bool
-    at: str
-    origin: str
+    at: str = Field(pattern=HLC_PATTERN)
+    origin: str = Field(max_length=64)
+
+    @field_validator("at")
+    @classmethod
+    def _calendar(cls, v: str) -> str:
+        return _hlc(v)
 
 
 class Heartbeat(BaseModel):
     node_id: Literal["server1", "server2"]
     role: Role
-    epoch: int = Field(ge=0, le=2**62)
-    hlc: str
-    digest: str
+    epoch: int = Field(ge=0, le=MAX_EPOCH)
+    hlc: str = Field(pattern=HLC_PATTERN)
+    digest: str = Field(max_length=128)
     maintenance: MaintenanceStamp
     model_config = ConfigDict(extra="allow")
+
+    @field_validator("hlc")
+    @classmethod
+    def _calendar(cls, v: str) -> str:
+        return _hlc(v)
+
+
+# PUT /config's body: any non-empty subset of the cluster settings (validated together, section 2).
+_PATCH: dict[str, Any] = {
+    "type": "object", "minProperties": 1, "additionalProperties": False,
+    "properties": {name: {k: v for k, v in spec.items() if k not in ("default", "title")}
+                   for name, spec in ClusterSettings.model_json_schema()["properties"].items()},
+}
+_LOG_CONTENT: dict[str, Any] = {"content": {
+    "text/plain": {"schema": {"type": "string"}},
+    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+}, "description": "the day's fault-tolerant log: text, or parsed entries with ?format=json"}
 
 
 def _who(request: Request) -> str:
@@ -67,6 +103,7 @@ def create_app(arbiter: Arbiter) -> FastAPI:
     app = FastAPI(title=f"hotstandby arbiter ({node.node_id})", version="0.1.0",
                   description="Heartbeats with the peer, decides the ACTIVE node, holds the cluster settings.")
     app.add_middleware(BodyLimit, max_bytes=64 * 1024)
+    install_error_handlers(app)
     admin = admin_guard(node.admin_token, lambda msg: _refused(arbiter, "admin", msg))
 
     async def peer_auth(request: Request) -> None:
@@ -79,7 +116,7 @@ def create_app(arbiter: Arbiter) -> FastAPI:
             _refused(arbiter, "peer", f"peer call refused: {request.method} {request.url.path} from {host}: {exc}")
             raise HTTPException(401, f"peer authentication failed: {exc}") from None
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], responses={503: {"description": "the heartbeat loop is late or hung"}})
     def healthz() -> JSONResponse:
         ok, why = arbiter.healthy()
         return JSONResponse({"status": "ok" if ok else "unhealthy", "detail": why}, status_code=200 if ok else 503)
@@ -97,7 +134,7 @@ def create_app(arbiter: Arbiter) -> FastAPI:
         return arbiter.status()
 
     @app.post("/switch", tags=["commands"], dependencies=[Depends(admin)],
-              responses={409: {"description": "the switch cannot be done safely"}})
+              responses=error_responses(400, 401, 409, 413))
     async def switch(req: SwitchRequest, request: Request) -> dict[str, Any]:
         try:
             await arbiter.switch(req.target, force=req.force, who=_who(request))
@@ -107,7 +144,8 @@ def create_app(arbiter: Arbiter) -> FastAPI:
         return {"target": req.target, "active": req.target, "epoch": arbiter.cluster_epoch(),
                 "status": arbiter.status()}
 
-    @app.post("/maintenance", tags=["commands"], dependencies=[Depends(admin)])
+    @app.post("/maintenance", tags=["commands"], dependencies=[Depends(admin)],
+              responses=error_responses(400, 401, 413))
     async def maintenance(req: MaintenanceRequest, request: Request) -> dict[str, Any]:
         replicated = await arbiter.set_maintenance(req.enabled, f"by {_who(request)}")
         return {"maintenance": req.enabled, "replicated": replicated}
@@ -117,11 +155,12 @@ def create_app(arbiter: Arbiter) -> FastAPI:
         return arbiter.config.as_json()
 
     @app.put("/config", tags=["config"], dependencies=[Depends(admin)],
-             responses={422: {"description": "a setting was refused; nothing changed"}})
+             responses=error_responses(401, 413, 422) | {503: {"description": "not changed: the database failed"}},
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _PATCH}}}})
     async def put_config(request: Request) -> JSONResponse:
         try:
             patch = json.loads(await request.body() or b"null")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             return _unprocessable([("body", f"invalid JSON: {exc}")])
         if not isinstance(patch, dict) or not patch:
             return _unprocessable([("body", "must be a non-empty JSON object of settings")])
@@ -133,10 +172,16 @@ def create_app(arbiter: Arbiter) -> FastAPI:
             raise HTTPException(503, f"not changed: {exc}") from None
         return JSONResponse({"changed": changed, "replicated": replicated} | arbiter.config.as_json())
 
-    @app.get("/logs", tags=["logs"], response_class=PlainTextResponse)
-    def logs(day: Annotated[date | None, Query(description="YYYY-MM-DD")] = None,
+    @app.get("/logs", tags=["logs"], response_class=PlainTextResponse, responses={200: _LOG_CONTENT})
+    def logs(day: Annotated[str | None, Query(description="YYYY-MM-DD", pattern=r"^\d{4}-\d{2}-\d{2}$",
+                                                    json_schema_extra={"format": "date"})] = None,
              format: Literal["text", "json"] = "text") -> Response:
-        text = arbiter.ftlog.read(day)
+        try:
+            when = date.fromisoformat(day) if day else None
+        except ValueError:
+            raise RequestValidationError([{"loc": ("query", "day"), "msg": "not a calendar date (YYYY-MM-DD)",
+                                           "type": "value_error", "input": day}]) from None
+        text = arbiter.ftlog.read(when)
         if format == "json":
             return JSONResponse(arbiter.ftlog.parse(text))
         return PlainTextResponse(text)
@@ -145,16 +190,17 @@ def create_app(arbiter: Arbiter) -> FastAPI:
     def log_days() -> list[str]:
         return arbiter.ftlog.days()
 
-    peer = APIRouter(prefix="/peer", tags=["peer"], dependencies=[Depends(peer_auth)])
+    peer = APIRouter(prefix="/peer", tags=["peer"], dependencies=[Depends(peer_auth)],
+                     responses=error_responses(400, 401, 413))
 
     @peer.post("/heartbeat")
     async def heartbeat(body: Heartbeat) -> dict[str, Any]:
         try:
             return await arbiter.on_heartbeat(body.model_dump())
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+        except ValueError as exc:  # e.g. a timestamp of the right shape but no real date
+            raise RequestValidationError([{"loc": ("body",), "msg": str(exc), "type": "value_error"}]) from None
 
-    @peer.post("/role", responses={409: {"description": "the command cannot be obeyed safely"}})
+    @peer.post("/role", responses=error_responses(409))
     async def role(cmd: RoleCommand) -> dict[str, Any]:
         try:
             state = await arbiter.on_role_command(cmd.role, cmd.epoch, cmd.cause, cmd.reason)

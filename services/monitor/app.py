@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -19,10 +19,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hotstandby.ftlog import FaultTolerantLog
 from hotstandby.model import Role
 from hotstandby.settings import NodeSettings
-from hotstandby.web import BodyLimit, admin_guard
+from hotstandby.web import BodyLimit, admin_guard, error_responses, install_error_handlers
 from services.monitor.cti import CtiService, NotActive
 
 COMPAT_PATHS = {"/ipscfg/admin/monitor.aspx": "/monitor", "/monitor": "/monitor"}
+# Documented, not enforced: an unknown mod is the SPEC's 400 with a message, not FastAPI's 422.
+MOD_PATTERN = r"^\s*([Nn][Oo][Nn][Ee]|[Ii][Pp][Ss][Ww][Ss]|[Ff][Tt])\s*$"
 CTI_FIELDS = ("state", "pid", "restarts", "ports_registered", "devices_registered", "last_error")
 
 
@@ -56,6 +58,7 @@ def create_app(ctx: MonitorContext) -> FastAPI:
                   description="Health and role probes for the peer and the load balancer; CTI supervisor.")
     app.add_middleware(CaseInsensitivePaths)
     app.add_middleware(BodyLimit, max_bytes=16 * 1024)
+    install_error_handlers(app)
     admin = admin_guard(ctx.node.admin_token, lambda msg: ctx.ftlog.write("Monitor", msg))
 
     def probe(mod: str) -> PlainTextResponse:
@@ -75,7 +78,7 @@ def create_app(ctx: MonitorContext) -> FastAPI:
     @app.get("/monitor", tags=["probes"], response_class=PlainTextResponse,
              summary="Also at /IPSCFG/admin/monitor.aspx; path and mod match case-insensitively",
              responses={503: {"description": "STANDBY (mod=FT) or IPSWS=ERROR"}, 400: {"description": "unknown mod"}})
-    def monitor(mod: str = "NONE") -> PlainTextResponse:
+    def monitor(mod: Annotated[str, Query(json_schema_extra={"pattern": MOD_PATTERN})] = "NONE") -> PlainTextResponse:
         return probe(mod)
 
     @app.get("/whoami", tags=["probes"])
@@ -103,15 +106,15 @@ def create_app(ctx: MonitorContext) -> FastAPI:
         ctx.ftlog.write("Monitor", f"CTI {action} requested by the administrator")
         return JSONResponse(cti())
 
-    @app.post("/cti/start", tags=["cti"], dependencies=[Depends(admin)])
+    @app.post("/cti/start", tags=["cti"], dependencies=[Depends(admin)], responses=error_responses(401, 409))
     async def cti_start() -> JSONResponse:
         return await command("start")
 
-    @app.post("/cti/stop", tags=["cti"], dependencies=[Depends(admin)])
+    @app.post("/cti/stop", tags=["cti"], dependencies=[Depends(admin)], responses=error_responses(401, 409))
     async def cti_stop() -> JSONResponse:
         return await command("stop")
 
-    @app.post("/cti/restart", tags=["cti"], dependencies=[Depends(admin)])
+    @app.post("/cti/restart", tags=["cti"], dependencies=[Depends(admin)], responses=error_responses(401, 409))
     async def cti_restart() -> JSONResponse:
         return await command("restart")
 
