@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import shlex
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -96,7 +98,24 @@ class Node:
     servers: list[_Server] = field(default_factory=list)
 
 
-def open_node(node: NodeSettings, bootstrap: ClusterSettings) -> Node:
+def _lock_data_dir(node: NodeSettings) -> int:
+    """One arbiter per data directory: a second one would overwrite the first one's role."""
+    try:
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(node.data_dir / "arbiter.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StartupError(f"cannot use HS_DATA_DIR {node.data_dir}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StartupError(f"another arbiter is running with HS_DATA_DIR {node.data_dir}", 1) from None
+    return fd  # held (never closed) for the life of the process
+
+
+def open_node(node: NodeSettings, bootstrap: ClusterSettings, *, arbiter: bool = True) -> Node:
+    if arbiter:
+        _lock_data_dir(node)
     try:
         store = Store(node.db_path)
     except StoreError as exc:
@@ -184,7 +203,7 @@ class _RemoteCti:
 
 async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter: bool = True,
                 with_monitor: bool = True) -> int:
-    n = open_node(node, bootstrap)
+    n = open_node(node, bootstrap, arbiter=with_arbiter)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -213,8 +232,10 @@ async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter:
     n.ftlog.write("Arbiter" if with_arbiter else "Monitor",
                   f"Starting {node.node_id} ({node.rank}) as STANDBY, epoch "
                   f"{n.arbiter.state.epoch if n.arbiter else '-'}; hot standby {'on' if cfg.enabled else 'off'}")
-    for server in n.servers:
-        tasks.append(asyncio.create_task(server.serve()))
+    # Bind here rather than in uvicorn, which answers a busy port with sys.exit(3) from inside a task.
+    socks = [_listen(server.config.host, server.config.port) for server in n.servers]
+    for server, sock in zip(n.servers, socks, strict=True):
+        tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
     await _wait_started(n.servers, tasks)
     if n.arbiter:
         tasks.append(asyncio.create_task(n.arbiter.run()))
@@ -229,6 +250,13 @@ async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter:
             status = 1
     await _shutdown(n, tasks)
     return status
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        return socket.create_server((host, port), backlog=2048)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}", 1) from None
 
 
 async def _wait_started(servers: list[_Server], tasks: list[asyncio.Task[Any]]) -> None:
