@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from hotstandby.hlc import ZERO, Timestamp
@@ -76,9 +76,20 @@ class Store:
             self._check_file(path)
             self.engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False})
             event.listen(self.engine, "connect", _pragmas)
-            SQLModel.metadata.create_all(self.engine)
+            self._create_tables()
         except (OSError, SQLAlchemyError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open database {path}: {_why(exc)}") from None
+
+    def _create_tables(self) -> None:
+        """The arbiter and the monitor may open a new database at the same moment: the loser of
+        that race sees 'already exists' once, and the tables are then there."""
+        for attempt in range(3):
+            try:
+                SQLModel.metadata.create_all(self.engine)
+                return
+            except OperationalError as exc:
+                if "already exists" not in str(exc) or attempt == 2:
+                    raise
 
     @staticmethod
     def _check_file(path: Path) -> None:

@@ -122,7 +122,7 @@ def open_node(node: NodeSettings, bootstrap: ClusterSettings, *, arbiter: bool =
         raise StartupError(str(exc)) from None
     ftlog = FaultTolerantLog(node.log_dir, node_id=node.node_id)
     hlc = HybridClock(time.time)
-    config = ConfigBook(store, hlc, node.node_id, bootstrap)
+    config = ConfigBook(store, hlc, node.node_id, bootstrap, writer=arbiter)
     try:
         check_startable(node, config.current)
     except SettingsError as exc:
@@ -186,7 +186,8 @@ class _RemoteCti:
             url = f"https://{'[' + host + ']' if ':' in host else host}:{cfg.monitor_port}/cti"
             verify: ssl.SSLContext | bool = client_context(node.tls_ca_file, node.tls_cert_file, node.tls_key_file)
         else:
-            url, verify = f"http://127.0.0.1:{cfg.monitor_port}/cti", False
+            host = "127.0.0.1" if node.bind_host in ("", "0.0.0.0", "::") else node.bind_host
+            url, verify = f"http://{host}:{cfg.monitor_port}/cti", False
         deadline = time.monotonic() + 5.0
         async with httpx.AsyncClient(trust_env=False, verify=verify) as client:
             while time.monotonic() < deadline:
@@ -271,6 +272,9 @@ async def _wait_started(servers: list[_Server], tasks: list[asyncio.Task[Any]]) 
 async def _converge_loop(n: Node, poll_s: float) -> None:
     assert n.cti is not None and n.supervisor is not None
     while True:
+        if n.arbiter is None:
+            with contextlib.suppress(StoreError):
+                n.config.reload()
         n.supervisor.set_daily_restart(n.config.current.cti_restart_time)
         with contextlib.suppress(StoreError):
             await n.cti.converge()

@@ -20,20 +20,31 @@ log = logging.getLogger("hotstandby.config")
 
 
 class ConfigBook:
-    def __init__(self, store: Store, clock: HybridClock, node_id: str, bootstrap: ClusterSettings) -> None:
+    def __init__(self, store: Store, clock: HybridClock, node_id: str, bootstrap: ClusterSettings, *,
+                 writer: bool = True) -> None:
+        """``writer`` is False for a monitor running apart: it reads what its arbiter stores and never
+        writes settings (the arbiter is the only writer of the database's settings)."""
         self._store = store
         self._clock = clock
         self._node_id = node_id
+        self._bootstrap = bootstrap
         table = store.load_settings()
         missing = {f: Stamped(getattr(bootstrap, f), ZERO, node_id) for f in CLUSTER_FIELDS if f not in table}
-        if missing:
+        if missing and writer:
             store.save_settings(missing)
-            table.update(missing)
+        table.update(missing)
         self._table: dict[str, Stamped] = {k: v for k, v in table.items() if k in CLUSTER_FIELDS}
         newest = max((s.updated_at for s in self._table.values()), default=ZERO)
         clock.receive(newest)  # never issue a stamp below one already stored
         self.repaired: str | None = None
         self._effective = self._build(bootstrap)
+
+    def reload(self) -> None:
+        """Re-read the stored settings (the monitor apart follows its arbiter's changes)."""
+        stored = self._store.load_settings()
+        if any(stored.get(n) != self._table.get(n) for n in stored if n in CLUSTER_FIELDS):
+            self._table.update({n: st for n, st in stored.items() if n in CLUSTER_FIELDS})
+            self._effective = self._build(self._effective)
 
     @property
     def current(self) -> ClusterSettings:

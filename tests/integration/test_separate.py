@@ -1,0 +1,37 @@
+"""`hotstandby arbiter` and `hotstandby monitor` as separate processes sharing HS_DATA_DIR."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.integration.harness import HOTSTANDBY, ROOT, Pair, wait_until
+
+
+def test_separate_arbiter_and_monitor_follow_the_committed_role(pair: Pair, tmp_path: Path) -> None:
+    """server1 as two processes: R6 makes it ACTIVE with CTI under its monitor; a switch moves CTI without overlap."""
+    env = os.environ | pair.nodes["server1"].env
+    procs = [subprocess.Popen([*HOTSTANDBY, role], env=env, cwd=ROOT, stdout=open(tmp_path / f"{role}.out", "wb"),
+                              stderr=subprocess.STDOUT, start_new_session=True) for role in ("monitor", "arbiter")]
+    try:
+        pair.start("server2")
+        wait_until(lambda: pair.serving("server1"), 20, "server1's two services")
+        pair.wait_active("server1", pair.bound_r1 + 5)
+        wait_until(lambda: pair.holders() == ["server1"], 10, "CTI registered from server1's monitor")
+        assert pair.ft("server1") == 200
+        t0 = time.monotonic()
+        r = pair.admin("POST", "server1", "/switch", {"target": "server2"})
+        assert r.status_code == 200, r.text
+        assert time.monotonic() - t0 < pair.interval + 2
+        assert httpx.get(pair.monitor_url("server1") + "/cti").json()["state"] == "stopped"
+        wait_until(lambda: pair.holders() == ["server2"], 10, "CTI moved to server2")
+        assert pair.manager_state()["overlap_seconds_total"] == 0.0
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
