@@ -15,8 +15,11 @@ from tests.integration.harness import HOTSTANDBY, ROOT, Pair, wait_until
 def test_separate_arbiter_and_monitor_follow_the_committed_role(pair: Pair, tmp_path: Path) -> None:
     """server1 as two processes: R6 makes it ACTIVE with CTI under its monitor; a switch moves CTI without overlap."""
     env = os.environ | pair.nodes["server1"].env
-    procs = [subprocess.Popen([*HOTSTANDBY, role], env=env, cwd=ROOT, stdout=open(tmp_path / f"{role}.out", "wb"),
-                              stderr=subprocess.STDOUT, start_new_session=True) for role in ("monitor", "arbiter")]
+    procs = []
+    for role in ("monitor", "arbiter"):
+        with open(tmp_path / f"{role}.out", "wb") as out:
+            procs.append(subprocess.Popen([*HOTSTANDBY, role], env=env, cwd=ROOT, stdout=out,
+                                          stderr=subprocess.STDOUT, start_new_session=True))
     try:
         pair.start("server2")
         wait_until(lambda: pair.serving("server1"), 20, "server1's two services")
