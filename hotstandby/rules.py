@@ -186,7 +186,10 @@ def on_role_command(state: NodeState, role: Role, epoch: int, *, cause: Cause, w
     if not can_be_active:
         raise StaleCommand("cannot take ACTIVE: LAN check failing or role cannot be persisted")
     if state.role is Role.ACTIVE:
-        return Decision(state.evolve(epoch=max(state.epoch, epoch)), f"no action: already ACTIVE ({why})")
+        # Take the command's cause even so: after a switch to a node that was already ACTIVE (a dual
+        # ACTIVE not yet resolved), cause manual is what keeps R3 from undoing the operator's choice.
+        return Decision(state.evolve(epoch=max(state.epoch, epoch), cause=cause),
+                        f"no action: already ACTIVE ({why})")
     rule = {Cause.MANUAL: "R7", Cause.FAILBACK: "R3", Cause.SHUTDOWN: "R10"}.get(cause, "R7")
     return promote(state, rule=rule, cause=cause, why=why, demote_peer=False, epoch=epoch)
 

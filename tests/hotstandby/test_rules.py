@@ -645,3 +645,12 @@ def test_r6_switch_race_from_the_simulator_is_gone() -> None:
     after_switch = on_role_command(active("server1", 7), Role.STANDBY, 8, cause=Cause.MANUAL, why="switch").state
     d = decide(after_switch, ok(pv("server2", Role.STANDBY, 7)), cfg(failures_to_switch=2))
     assert (d.state.role, d.rule) == (Role.STANDBY, None)
+
+
+def test_r7_switch_to_a_node_already_active_sticks() -> None:
+    """Simulator seeds 3089, 5771: a switch to server2 during a not yet resolved dual ACTIVE found it
+    already ACTIVE; it kept cause failover, so R3 handed ACTIVE straight back to server1."""
+    d = on_role_command(active("server2", 8, cause=Cause.FAILOVER), Role.ACTIVE, 8, cause=Cause.MANUAL, why="switch")
+    assert (d.state.role, d.state.cause, d.actions) == (Role.ACTIVE, Cause.MANUAL, ())
+    ds = run(d.state, failback_ticks(10, epoch=8), cfg())
+    assert all(x.state.role is Role.ACTIVE for x in ds)
