@@ -319,16 +319,18 @@ def _cluster_for_render(url: str | None) -> ClusterSettings:
 
 
 @app.command()
-def sim(seed: Annotated[int | None, typer.Option(help="run this one seed")] = None,
-        steps: Annotated[int, typer.Option(help="ticks per run")] = 2000,
-        runs: Annotated[int, typer.Option(help="how many seeds")] = 1,
+def sim(seed: Annotated[int | None, typer.Option(help="first seed (one run: this seed)")] = None,
+        steps: Annotated[int | None, typer.Option(help="ticks per run")] = None,
+        runs: Annotated[int | None, typer.Option(help="how many seeds (a table)")] = None,
+        profile: Annotated[str, typer.Option(help="fault mix")] = "random",
+        processes: Annotated[int, typer.Option(help="worker processes for many runs")] = 2,
         as_json: JsonOpt = False) -> None:
     """Deterministic simulation of the pair under random faults; exit 1 on any invariant violation."""
-    try:
-        from hotstandby.sim.cli import run_cli
-    except ImportError:
-        fail("the simulator is not installed in this build")
-    raise typer.Exit(run_cli(seed=seed, steps=steps, runs=runs, json_out=as_json))
+    from hotstandby.sim.cli import run_cli
+    from hotstandby.sim.runner import DEFAULT_STEPS
+
+    raise typer.Exit(run_cli(seed=seed, steps=steps or DEFAULT_STEPS, runs=runs, json_out=as_json, profile=profile,
+                             processes=processes))
 
 
 if __name__ == "__main__":  # pragma: no cover
