@@ -383,8 +383,10 @@ class World:
                     self.push(self.now + self.t, RESUME, node.idx, node.inc, token)
                     return
             elif kind == OP_SELF_PROMOTE:
-                _, needs_reply, demote_peer = op
-                if needs_reply and not node.last_reply_ok:
+                _, needs_reply, demote_peer, fence = op
+                # After the DEMOTE answer, promote only if no newer epoch arrived meanwhile (someone
+                # else took ACTIVE, e.g. R8): otherwise the switch ends in a dual ACTIVE.
+                if needs_reply and (not node.last_reply_ok or node.state.epoch > fence):
                     self.checks.on_switch_refused(node)
                     continue
                 d = promote(node.state, rule="R7", cause=Cause.MANUAL, demote_peer=demote_peer,
@@ -709,14 +711,12 @@ class World:
         if node.idx == target:
             if not self.lan_ok(node):
                 return  # 409: the target's LAN fails
-            if reachable and current is None:
-                node.ops.append((OP_SELF_PROMOTE, False, False))
-            elif reachable:
+            if reachable:  # demote the peer first even if its last view said STANDBY: it may be stale
                 epoch = max(s.epoch, s.peer.epoch if s.peer else 0) + 1
                 node.ops.append((OP_CMD, Role.STANDBY, epoch, Cause.MANUAL, "manual switch", True))
-                node.ops.append((OP_SELF_PROMOTE, True, False))
+                node.ops.append((OP_SELF_PROMOTE, True, False, epoch))
             elif force:
-                node.ops.append((OP_SELF_PROMOTE, False, True))
+                node.ops.append((OP_SELF_PROMOTE, False, True, 0))
             else:
                 return  # 409: the ACTIVE node is unreachable; needs force
         else:
