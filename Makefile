@@ -65,9 +65,10 @@ sim: venv
 	$(call need_cmd,sim)
 	$(HS) sim $(SIM_ARGS)
 
+# The whole fault matrix (slow rows included, long faults at full length), then its table.
 chaos: venv
-	$(call need,tests/chaos,fault-injection tests)
-	$(PY) -m pytest tests/chaos -m "lab or not lab" $(PYTEST_ARGS)
+	$(call need,tests/lab/test_chaos.py,the fault lab)
+	HS_LAB_FULL=1 $(PY) -m pytest tests/lab -m lab -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: venv
 	$(call need,bench/__main__.py,the benchmark runner: python -m bench)
