@@ -86,6 +86,10 @@ class Arbiter:
         self.peer_info: dict[str, Any] = {}
         self.peer_auth_problem: str | None = None
         self.store_problem: str | None = None
+        self.channels: dict[str, dict[str, Any]] = {
+            "probe": {"ok": None, "seconds": None, "detail": "not probed yet"},
+            "exchange": {"ok": None, "consecutive_failures": 0},
+        }
         self._wake = asyncio.Event()
         self._stopping = False
         self._update_gauges()
@@ -135,6 +139,12 @@ class Arbiter:
         self.metrics.probe_seconds.labels(self.node.node_id).observe(probe.seconds)
         if not probe.ok:
             self.metrics.probe_failures.labels(self.node.node_id).inc()
+        # Two independent channels, both reported: the monitor probe decides (R2), the exchange informs.
+        self.channels = {
+            "probe": {"ok": probe.ok, "seconds": round(probe.seconds, 4), "detail": probe.detail},
+            "exchange": {"ok": view is not None,
+                         "consecutive_failures": 0 if view else self.channels["exchange"]["consecutive_failures"] + 1},
+        }
         self.lan_ok = lan
         obs = Observation(probe_ok=probe.ok, peer=view, lan_ok=lan, vip_node=vip)
         async with self.lock:
@@ -493,6 +503,7 @@ class Arbiter:
                 "consecutive_failures": s.peer_failures, "consecutive_successes": s.peer_successes,
                 "lan_ok": self.lan_ok is not False, "lan_check": "off" if self.lan_ok is None else "on",
                 "cti": self.cti.snapshot(), "maintenance": s.maintenance, "last_decision": self.last_reason,
+                "channels": self.channels,
                 "healthy": self.healthy()[0], "problem": self.store_problem or self.peer_auth_problem,
             },
             "peer": {
