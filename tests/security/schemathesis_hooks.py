@@ -1,8 +1,13 @@
-"""Schemathesis hooks (``SCHEMATHESIS_HOOKS=tests.security.schemathesis_hooks``): sign /peer/ calls.
+"""Schemathesis hooks (``SCHEMATHESIS_HOOKS=tests.security.schemathesis_hooks``).
 
 With ``HS_FUZZ_PEER_SECRET`` and ``HS_FUZZ_PEER_NODE`` set, every generated request to a ``/peer/``
 path carries a valid HMAC signature over the bytes actually sent, so the fuzzer reaches the peer
 endpoints' parsers and handlers instead of stopping at 401.
+
+The one narrowing of the input space: a PUT /config that sets T or I above ``MAX_TIMING_S`` sets
+them to it. T and I up to 3600 s are valid, but then every later switch waits up to T per peer
+call (the fuzzer also moves the peer's address and ports), far beyond any request timeout: the run
+would measure its own patience. Both are still fuzzed from 0.05 s to 2 s, and non-numbers as before.
 """
 
 from __future__ import annotations
@@ -27,8 +32,16 @@ class PeerSignature(requests.auth.AuthBase):
         return r
 
 
+MAX_TIMING_S = 2.0
+
+
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    if case.method.upper() == "PUT" and case.path == "/config" and isinstance(case.body, dict):
+        for name in ("heartbeat_timeout_s", "heartbeat_interval_s"):
+            value = case.body.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > MAX_TIMING_S:
+                case.body[name] = MAX_TIMING_S
     secret, node = os.environ.get("HS_FUZZ_PEER_SECRET"), os.environ.get("HS_FUZZ_PEER_NODE")
     if secret and node and case.path.startswith("/peer/"):
         kwargs["auth"] = PeerSignature(secret, node)
