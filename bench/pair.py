@@ -1,0 +1,320 @@
+"""Our pair in the fault lab, behind HAProxy, and the measures the bench takes on it.
+
+``BenchPair`` reuses the lab's ``LabPair`` (two ``hotstandby node`` processes, the CTI manager
+simulator and a LAN probe target on the infra host) and adds HAProxy on the infra host, its config
+rendered by ``hotstandby.haproxy.render_haproxy`` from the same settings. The CTI simulator runs
+with 0 ports and 0 devices, so "CTI registered" is the registration itself.
+
+Every time is on the wall clock shared by the bench and the nodes: the kill is stamped just before
+``kill -9``, the promotion is the survivor's ``role_since``, CTI registration the manager's holder
+``since``, the VIP switch the arrival of the first answer from the survivor through HAProxy.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.procs import cpu_seconds, pss_mb, rss_mb
+from bench.vipclient import VipClient
+from hotstandby.haproxy import check_timing, render_haproxy
+from hotstandby.settings import ClusterSettings
+from tests.integration.harness import wait_until
+from tests.lab.labpair import PEER, LabPair
+from tests.lab.netns import Lab, wait_port
+
+VIP_PORT, STATS_PORT = 80, 8404
+STAMP = r"^(\d{4}/\d\d/\d\d_\d\d:\d\d:\d\d:\d{3})"
+FAIL_RE = re.compile(STAMP + r" Arbiter : Check \w+ server : failure detected, count = (\d+)")
+SWITCH_RE = re.compile(STAMP + r" Arbiter : SWITCH THIS SERVER TO (PRIMARY|BACKUP)")
+
+
+def ftlog_time(stamp: str) -> float:
+    """A fault-tolerant log stamp (node local time, ms) as epoch seconds."""
+    return datetime.strptime(stamp[:19], "%Y/%m/%d_%H:%M:%S").timestamp() + int(stamp[20:]) / 1000
+
+
+def iso_time(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    interval: float
+    timeout: float
+    failures: int
+
+    @property
+    def cluster(self) -> ClusterSettings:
+        return ClusterSettings(heartbeat_interval_s=self.interval, heartbeat_timeout_s=self.timeout,
+                               failures_to_switch=self.failures)
+
+    def label(self) -> str:
+        return f"{self.name} (I={self.interval:g}, T={self.timeout:g}, N={self.failures})"
+
+
+PROFILES = {
+    "fast": Profile("fast", 1.0, 1.0, 3),
+    "aggressive": Profile("aggressive", 0.2, 0.2, 3),
+    "sprint": Profile("sprint", 0.1, 0.1, 3),
+}
+VENDOR = Profile("vendor", 30.0, 10.0, 5)
+
+
+@dataclass
+class DeathRun:
+    """One kill -9 of the ACTIVE node, timed from outside (wall clock, seconds since the kill)."""
+
+    victim: str
+    survivor: str
+    killed: float
+    first_failure: float | None = None
+    last_probe: float | None = None
+    active: float | None = None
+    cti: float | None = None
+    vip: float | None = None
+
+    def rel(self, t: float | None) -> float | None:
+        return None if t is None else t - self.killed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"victim": self.victim, "survivor": self.survivor,
+                "first_failure_s": self.rel(self.first_failure), "last_probe_s": self.rel(self.last_probe),
+                "active_s": self.rel(self.active), "cti_s": self.rel(self.cti), "vip_s": self.rel(self.vip)}
+
+
+@dataclass
+class BenchPair:
+    lab: Lab
+    root: Path
+    profile: Profile
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        env = {"HS_CTI_PORTS": "0", "HS_CTI_DEVICES": "0", "HS_AUTO_FAILBACK": "false",
+               "HS_LOG_LEVEL": "WARNING"} | self.extra
+        self.pair = LabPair(self.lab, self.root, interval=self.profile.interval, timeout=self.profile.timeout,
+                            failures=self.profile.failures, extra=env)
+        self.http = httpx.Client(trust_env=False, timeout=1.0)
+        self.active = "server1"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def vip_url(self) -> str:
+        return f"http://{self.lab.addr('infra')}:{VIP_PORT}/whoami"
+
+    def haproxy_config(self) -> str:
+        cluster = self.profile.cluster.model_copy(update={
+            "server1_address": self.lab.addr("server1"), "server2_address": self.lab.addr("server2")})
+        return render_haproxy(cluster, vip=f"{self.lab.addr('infra')}:{VIP_PORT}", stats_port=STATS_PORT)
+
+    def haproxy_timing(self) -> dict[str, int]:
+        return check_timing(self.profile.cluster)._asdict()
+
+    def start(self, haproxy: bool = True) -> None:
+        self.pair.start_infra()
+        if haproxy:
+            cfg = self.root / "haproxy.cfg"
+            cfg.write_text(self.haproxy_config())
+            self.lab.spawn("infra", ["haproxy", "-f", str(cfg), "-db"], log=self.root / "haproxy.out")
+            wait_port(self.lab.addr("infra"), VIP_PORT, 15)
+        self.pair.start()
+        # Either node may end ACTIVE (a loaded machine can delay server1's first ticks); the bench does not care.
+        _, self.active = self.pair.wait_one_active(self.pair.bound_r1 + self.pair.bound_r4 + 30)
+        self.steady(timeout=30)
+
+    def close(self) -> None:
+        self.pair.close()
+        self.http.close()
+
+    # -- observation -------------------------------------------------------------------------
+    def status(self, node: str) -> dict[str, Any]:
+        return self.http.get(self.pair.arbiter_url(node) + "/status", timeout=0.5).json()
+
+    def holders(self) -> list[dict[str, Any]]:
+        return self.http.get(self.pair.manager_url + "/state", timeout=0.5).json()["holders"]
+
+    def failures_after(self, node: str, after: float) -> list[tuple[float, int]]:
+        out = []
+        for line in self.pair.nodes[node].ftlog().splitlines():
+            m = FAIL_RE.match(line)
+            if m and (t := ftlog_time(m.group(1))) >= after - 0.002:
+                out.append((t, int(m.group(2))))
+        return out
+
+    def promotions(self, node: str) -> int:
+        return sum(1 for ln in self.pair.nodes[node].ftlog().splitlines()
+                   if (m := SWITCH_RE.match(ln)) and m.group(2) == "PRIMARY")
+
+    def steady(self, vip: VipClient | None = None, timeout: float = 30) -> None:
+        """Wait for: the ACTIVE as expected, its peer STANDBY and seen healthy, CTI only on the ACTIVE,
+        and (with a client running) the VIP routing to the ACTIVE."""
+        a, s = self.active, PEER[self.active]
+
+        def ok() -> bool:
+            sa, ss = self.status(a), self.status(s)
+            return (sa["local"]["role"] == "ACTIVE" and ss["local"]["role"] == "STANDBY"
+                    and sa["local"]["consecutive_successes"] >= 1 and ss["local"]["consecutive_successes"] >= 1
+                    and [h["node_id"] for h in self.holders()] == [a])
+
+        wait_until(ok, timeout, f"{a} ACTIVE, {s} STANDBY, CTI on {a}", interval=0.05)
+        if vip is not None:
+            wait_until(lambda: vip.routes_to(a), timeout, f"VIP routing to {a}", interval=0.05)
+
+    # -- the measures ------------------------------------------------------------------------
+    def death_run(self, deadline: float = 30) -> DeathRun:
+        """kill -9 of the ACTIVE node; the survivor's promotion, CTI registration and VIP switch."""
+        victim, survivor = self.active, PEER[self.active]
+        with VipClient(self.vip_url, period=0.02) as vip:
+            self.steady(vip)
+            time.sleep(0.2 + self.profile.interval * 0.37)  # a phase that is not the one of the last run
+            run = DeathRun(victim, survivor, killed=time.time())
+            self.pair.nodes[victim].kill()
+            end = time.monotonic() + self.pair.bound_r1 + deadline
+
+            def promoted() -> bool:
+                st = self.status(survivor)["local"]
+                if st["role"] == "ACTIVE":
+                    run.active = iso_time(st["role_since"])
+                    return True
+                return False
+
+            wait_until(promoted, end - time.monotonic(), f"{survivor} ACTIVE", interval=0.01)
+
+            def registered() -> bool:
+                for h in self.holders():
+                    if h["node_id"] == survivor and h["since"] >= run.killed:
+                        run.cti = float(h["since"])
+                        return True
+                return False
+
+            wait_until(registered, max(1.0, end - time.monotonic()), f"CTI registered by {survivor}", interval=0.01)
+            run.vip = vip.wait_first_from(survivor, run.killed, max(1.0, end - time.monotonic()))
+        fails = self.failures_after(survivor, run.killed)
+        if fails:
+            run.first_failure = fails[0][0]
+            run.last_probe = max(t for t, c in fails if c <= self.profile.failures)
+        self.active = survivor
+        return run
+
+    def restart(self, node: str) -> None:
+        """Start a killed node again and wait until the pair is steady with ``self.active`` ACTIVE."""
+        self.pair.nodes[node].start()
+        wait_until(lambda: self.pair.serving(node), 30, f"{node} serving")
+        self.steady()
+
+    def switchover(self, rate: float = 50, switches: int = 3, settle: float = 1.0) -> dict[str, Any]:
+        """Planned switchovers (R7) with a client at ``rate`` requests a second through HAProxy."""
+        out: list[dict[str, Any]] = []
+        with VipClient(self.vip_url, period=1 / rate) as vip:
+            for _ in range(switches):
+                self.steady(vip)
+                target = PEER[self.active]
+                time.sleep(settle)
+                start = time.time()
+                r = self.http.post(self.pair.arbiter_url(self.active) + "/switch", json={"target": target},
+                                   headers={"authorization": f"Bearer {self.pair.nodes[target].env['HS_ADMIN_TOKEN']}"},
+                                   timeout=30)
+                answered = time.time()
+                if r.status_code != 200:
+                    raise RuntimeError(f"switch to {target} refused: {r.status_code} {r.text[:200]}")
+                self.active = target
+                moved = vip.wait_first_from(target, start, 10)
+                time.sleep(settle)
+                end = time.time()
+                out.append({"target": target, "answered_s": answered - start,
+                            "vip_s": None if moved is None else moved - start,
+                            "failed_requests": vip.failures(start - settle, end),
+                            "max_gap_s": vip.max_gap(start - settle, end),
+                            "requests": sum(1 for s, _, _ in vip.samples if start - settle <= s <= end)})
+        return {"failed_requests": sum(o["failed_requests"] for o in out),
+                "max_gap_s": max(o["max_gap_s"] for o in out), "switches": switches, "rate_per_s": rate,
+                "requests": sum(o["requests"] for o in out), "runs": out}
+
+    def false_switches(self, loss: float, seconds: float) -> dict[str, Any]:
+        """Random loss on the peer link for ``seconds``: promotions of either node (nobody died, so each one
+        is a false switch), and every role change."""
+        settled = True
+        try:
+            _, self.active = self.pair.wait_one_active(60)
+        except AssertionError:  # still flapping from the last window: count this one anyway, and say so
+            settled = False
+        before = {n: self.promotions(n) for n in PEER}
+        changes_before = {n: self.pair.role_changes(n) for n in PEER}
+        self.lab.loss("server1", "server2", loss)
+        try:
+            time.sleep(seconds)
+        finally:
+            self.lab.heal()
+        takeovers = sum(self.promotions(n) - before[n] for n in PEER)
+        changes = sum(self.pair.role_changes(n) - changes_before[n] for n in PEER)
+        # Let the pair settle again (R4 repairs a dual ACTIVE) before the next window.
+        time.sleep(self.pair.bound_r4)
+        roles = {n: self.pair.role(n) for n in PEER}
+        self.active = next((n for n, r in roles.items() if r == "ACTIVE"), self.active)
+        return {"takeovers": takeovers, "role_changes": changes, "seconds": seconds, "settled_before": settled}
+
+    # -- resources ---------------------------------------------------------------------------
+    def resources(self, idle_s: float) -> dict[str, Any]:
+        """RSS of each node's processes, and their CPU over ``idle_s`` seconds of steady state."""
+        self.steady()
+        pids = {n: self.lab.pids(n) for n in PEER}
+        before = {n: cpu_seconds(p) for n, p in pids.items()}
+        t0 = time.monotonic()
+        time.sleep(idle_s)
+        took = time.monotonic() - t0
+        pids_after = {n: self.lab.pids(n) for n in PEER}
+        cpu = {n: 100 * (cpu_seconds(pids_after[n]) - before[n]) / took for n in PEER}
+        return {
+            "rss_mb": {n: round(rss_mb(pids_after[n]), 1) for n in PEER},
+            "pss_mb": {n: round(pss_mb(pids_after[n]), 1) for n in PEER},
+            "processes": {n: len(pids_after[n]) for n in PEER},
+            "idle_cpu_pct": {n: round(cpu[n], 2) for n in PEER},
+            "idle_window_s": round(took, 1),
+            "roles": {self.active: "ACTIVE", PEER[self.active]: "STANDBY"},
+        }
+
+
+class PeerLinkCounter:
+    """Bytes between server1 and server2, counted by iptables rules in server1's namespace."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        peer = lab.addr("server2")
+        lab.sh("server1", "iptables", "-w", "-N", "HSBENCH")
+        lab.sh("server1", "iptables", "-w", "-A", "HSBENCH", "-s", peer, "-j", "RETURN")
+        lab.sh("server1", "iptables", "-w", "-A", "HSBENCH", "-d", peer, "-j", "RETURN")
+        lab.sh("server1", "iptables", "-w", "-I", "INPUT", "1", "-s", peer, "-j", "HSBENCH")
+        lab.sh("server1", "iptables", "-w", "-I", "OUTPUT", "1", "-d", peer, "-j", "HSBENCH")
+
+    def read(self) -> tuple[int, int]:
+        """(bytes, packets) so far, both directions."""
+        out = self.lab.sh("server1", "iptables", "-w", "-L", "HSBENCH", "-v", "-x", "-n").stdout
+        b = p = 0
+        for line in out.splitlines()[2:]:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].isdigit():
+                p += int(parts[0])
+                b += int(parts[1])
+        return b, p
+
+
+def heartbeat_bytes(bp: BenchPair, window_s: float) -> dict[str, Any]:
+    """Bytes on the peer link over ``window_s`` of steady state, scaled to an hour."""
+    bp.steady(timeout=bp.pair.bound_r1 + 60)
+    counter = PeerLinkCounter(bp.lab)
+    t0 = time.monotonic()
+    b0, p0 = counter.read()
+    time.sleep(window_s)
+    b1, p1 = counter.read()
+    took = time.monotonic() - t0
+    return {"bytes": b1 - b0, "packets": p1 - p0, "window_s": round(took, 1),
+            "bytes_per_hour": round((b1 - b0) * 3600 / took), "profile": bp.profile.label()}

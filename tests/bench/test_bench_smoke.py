@@ -1,0 +1,49 @@
+"""`python -m bench --quick` end to end in the fault lab: it runs, and latest.json holds the issue's keys.
+
+Speed figures are never asserted here: only that every figure the issue names is present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.lab import netns
+
+pytestmark = [pytest.mark.lab, pytest.mark.integration]
+
+ROOT = Path(__file__).resolve().parents[2]
+DIST = ("min", "median", "p95", "max", "runs")
+LOSS = ("10", "20", "30")
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(os.geteuid() != 0, reason="the bench's fault lab needs root")
+def test_quick_bench_writes_every_key_of_issue_6(tmp_path: Path) -> None:
+    """The quick bench completes and its JSON has every key other tools read."""
+    why = netns.unavailable()
+    if why:
+        pytest.skip(why)
+    r = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=230)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((tmp_path / "latest.json").read_text())
+    for name in ("fast", "aggressive", "sprint"):
+        p = res["profiles"][name]
+        for key in ("death_to_active_s", "death_to_cti_s", "death_to_vip_s"):
+            assert set(DIST) <= set(p[key]), (name, key)
+        assert set(LOSS) <= set(p["false_switches"]), name
+    assert {"failed_requests", "max_gap_s"} <= set(res["switchover"])
+    assert {"rss_mb", "idle_cpu_pct", "heartbeat_bytes_per_hour"} <= set(res["resources"])
+    for advert in ("1", "0.2", "0.1"):
+        assert set(DIST) <= set(res["keepalived"][advert]["death_to_master_s"]), advert
+        assert set(LOSS) <= set(res["keepalived"][advert]["false_switches"]), advert
+    assert "rss_mb" in res["keepalived"]
+    assert {"cores", "load_at_start"} <= set(res["machine"])
+    assert (tmp_path / "latest.md").exists()
+    assert (tmp_path / "latest.png").stat().st_size > 0
