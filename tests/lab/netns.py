@@ -317,9 +317,32 @@ class Lab:
             os.close(fd)
         return filler
 
+    def image_fs(self, path: Path, size: str = "32M") -> Path:
+        """An ext4 image loop-mounted at ``path`` with errors=remount-ro (for ``fs_error``)."""
+        assert self.base in path.parents, "lab mounts live under the run's base directory"
+        image = path.parent / f"{path.name}.img"
+        path.mkdir(parents=True, exist_ok=True)
+        run(["truncate", "-s", size, str(image)])
+        run(["mkfs.ext4", "-q", "-F", str(image)])
+        run(["mount", "-o", "loop,errors=remount-ro", str(image), str(path)])
+        self.mounts.append(path)
+        return image
+
     @staticmethod
-    def remount(path: Path, *, read_only: bool) -> None:
-        run(["mount", "-o", f"remount,{'ro' if read_only else 'rw'}", str(path)])
+    def fs_error(path: Path) -> None:
+        """The disk under ``path`` fails: ext4 records an error and turns read-only at once, open
+        files included (``mount -o remount,ro`` refuses while a database is open for writing)."""
+        dev = Path(run(["findmnt", "-n", "-o", "SOURCE", str(path)]).stdout.strip()).name
+        Path(f"/sys/fs/ext4/{dev}/trigger_fs_error").write_text("hotstandby lab: disk failure\n")
+
+    def repair_fs(self, path: Path, image: Path) -> None:
+        """What the operator does once the node is stopped: unmount, fsck, mount again."""
+        run(["umount", str(path)])
+        run(["e2fsck", "-fy", str(image)], check=False)  # exit 1: errors corrected
+        run(["mount", "-o", "loop,errors=remount-ro", str(image), str(path)])
+        options = run(["findmnt", "-n", "-o", "OPTIONS", str(path)]).stdout
+        if not options.startswith("rw"):
+            raise LabError(f"{path} still mounted {options.strip()} after the repair")
 
 
 def skewed_clock(offset: str) -> dict[str, str]:
