@@ -213,3 +213,22 @@ def test_every_log_line_is_in_the_vendor_format(started: Pair, node_id: str) -> 
     assert [ln for ln in lines if not pattern.match(ln)] == []
     logs_dir = started.nodes[node_id].data_dir / "logs"
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d\.log", p.name) for p in logs_dir.iterdir())
+
+
+def test_application_error_fails_over_and_does_not_fail_back_onto_a_broken_node(tmp_path) -> None:
+    """switch_on_application_error: server1's CTI crash-loops → IPSWS error → server2 takes over and keeps it."""
+    from tests.integration.harness import running_pair
+
+    with running_pair(tmp_path, extra={"HS_SWITCH_ON_APPLICATION_ERROR": "true"}) as p:
+        p.nodes["server1"].env["HS_CTI_COMMAND"] = "python3 -c 'import sys; sys.exit(3)'"
+        p.start()
+        wait_until(lambda: httpx.get(p.monitor_url("server1") + "/monitor?mod=IPSWS").status_code == 503, 20,
+                   "server1 reporting IPSWS=ERROR")
+        assert httpx.get(p.monitor_url("server1") + "/cti").json()["last_error"]
+        p.wait_active("server2", p.bound_r1 + MARGIN)
+        assert wait_until(lambda: p.holders() == ["server2"], 5, "CTI on server2")
+        # The stood-down server1 keeps reporting its failed application, so R3 never fails back onto it.
+        wait_until(lambda: p.status("server2")["local"]["consecutive_failures"] >= 3 * p.failures, 15,
+                   "3N more probes of the stood-down server1")
+        assert (p.role("server1"), p.role("server2")) == ("STANDBY", "ACTIVE")
+        assert httpx.get(p.monitor_url("server1") + "/monitor?mod=IPSWS").text.startswith("IPSWS=ERROR: ")
