@@ -33,6 +33,7 @@ VIP_PORT, STATS_PORT = 80, 8404
 STAMP = r"^(\d{4}/\d\d/\d\d_\d\d:\d\d:\d\d:\d{3})"
 FAIL_RE = re.compile(STAMP + r" Arbiter : Check \w+ server : failure detected, count = (\d+)")
 SWITCH_RE = re.compile(STAMP + r" Arbiter : SWITCH THIS SERVER TO (PRIMARY|BACKUP)")
+CTI_RE = re.compile(STAMP + r" CTI : CTI server (started|ready)")
 
 
 def ftlog_time(stamp: str) -> float:
@@ -80,6 +81,8 @@ class DeathRun:
     active: float | None = None
     cti: float | None = None
     vip: float | None = None
+    cti_spawned: float | None = None  # the survivor's log: CTI child started, then READY (before registering)
+    cti_ready: float | None = None
 
     def rel(self, t: float | None) -> float | None:
         return None if t is None else t - self.killed
@@ -87,7 +90,8 @@ class DeathRun:
     def as_dict(self) -> dict[str, Any]:
         return {"victim": self.victim, "survivor": self.survivor,
                 "first_failure_s": self.rel(self.first_failure), "last_probe_s": self.rel(self.last_probe),
-                "active_s": self.rel(self.active), "cti_s": self.rel(self.cti), "vip_s": self.rel(self.vip)}
+                "active_s": self.rel(self.active), "cti_s": self.rel(self.cti), "vip_s": self.rel(self.vip),
+                "cti_spawned_s": self.rel(self.cti_spawned), "cti_ready_s": self.rel(self.cti_ready)}
 
 
 @dataclass
@@ -198,6 +202,13 @@ class BenchPair:
 
             wait_until(registered, max(1.0, end - time.monotonic()), f"CTI registered by {survivor}", interval=0.01)
             run.vip = vip.wait_first_from(survivor, run.killed, max(1.0, end - time.monotonic()))
+        for line in self.pair.nodes[survivor].ftlog().splitlines():
+            m = CTI_RE.match(line)
+            if m and (t := ftlog_time(m.group(1))) >= run.killed:
+                if m.group(2) == "started" and run.cti_spawned is None:
+                    run.cti_spawned = t
+                elif m.group(2) == "ready" and run.cti_ready is None:
+                    run.cti_ready = t
         fails = self.failures_after(survivor, run.killed)
         if fails:
             run.first_failure = fails[0][0]
@@ -268,16 +279,21 @@ class BenchPair:
         self.steady()
         pids = {n: self.lab.pids(n) for n in PEER}
         before = {n: cpu_seconds(p) for n, p in pids.items()}
+        before_main = {n: cpu_seconds([self.pair.nodes[n].proc.pid]) for n in PEER}  # type: ignore[union-attr]
         t0 = time.monotonic()
         time.sleep(idle_s)
         took = time.monotonic() - t0
         pids_after = {n: self.lab.pids(n) for n in PEER}
         cpu = {n: 100 * (cpu_seconds(pids_after[n]) - before[n]) / took for n in PEER}
+        main = {n: self.pair.nodes[n].proc.pid for n in PEER}  # type: ignore[union-attr]
+        node_cpu = {n: 100 * (cpu_seconds([main[n]]) - before_main[n]) / took for n in PEER}
         return {
             "rss_mb": {n: round(rss_mb(pids_after[n]), 1) for n in PEER},
             "pss_mb": {n: round(pss_mb(pids_after[n]), 1) for n in PEER},
             "processes": {n: len(pids_after[n]) for n in PEER},
             "idle_cpu_pct": {n: round(cpu[n], 2) for n in PEER},
+            "node_process_only": {n: {"rss_mb": round(rss_mb([main[n]]), 1), "idle_cpu_pct": round(node_cpu[n], 2)}
+                                  for n in PEER},
             "idle_window_s": round(took, 1),
             "roles": {self.active: "ACTIVE", PEER[self.active]: "STANDBY"},
         }

@@ -58,12 +58,14 @@ def tables(res: dict[str, Any]) -> str:
         for key, what in (("death_to_active_s", "death → ACTIVE"), ("death_to_cti_s", "death → CTI registered"),
                           ("death_to_vip_s", "death → VIP on new ACTIVE"),
                           ("promotion_to_vip_s", "promotion → VIP"), ("promotion_to_cti_s", "promotion → CTI"),
+                          ("promotion_to_cti_spawned_s", "  promotion → CTI child spawned"),
+                          ("cti_spawned_to_registered_s", "  CTI spawned → registered"),
                           ("death_to_first_failure_s", "death → first failed probe")):
             rows.append([label, what, *_dist(p.get(key))])
     for adv, k in res.get("keepalived", {}).items():
         if isinstance(k, dict) and "death_to_master_s" in k:
-            rows.append([f"keepalived advert_int {adv}", "death → MASTER (notify)", *_dist(k["death_to_master_s"])])
-            rows.append([f"keepalived advert_int {adv}", "death → VIP seen in backup ns",
+            rows.append([f"keepalived advert_int {adv}", "death → MASTER (VIP added)", *_dist(k["death_to_master_s"])])
+            rows.append([f"keepalived advert_int {adv}", "  VIP seen by the bench (ip addr)",
                          *_dist(k.get("death_to_vip_seen_s"))])
     out.append(_table(["profile", "figure", "min", "median", "p95", "max", "runs"], rows))
     out.append("")
@@ -116,7 +118,9 @@ def tables(res: dict[str, Any]) -> str:
         ["RSS of a node's processes (MB, the larger node)", _s(r.get("rss_mb")), "≤ 100",
          _s(res.get("keepalived", {}).get("rss_mb"))],
         ["PSS (MB, shared pages split)", _s(r.get("pss_mb")), "", _s(res.get("keepalived", {}).get("pss_mb"))],
+        ["  the node process alone, without its CTI child", _s(r.get("rss_mb_node_process")), "", "—"],
         ["CPU idle at I=1 (% of a core, the busier node)", _s(r.get("idle_cpu_pct")), "≤ 1", "—"],
+        ["  the node process alone, without its CTI child", _s(r.get("idle_cpu_pct_node_process")), "", "—"],
         ["CPU idle at I=0.1 (sprint, % of a core)", _s(r.get("idle_cpu_pct_sprint")), "", "—"],
         ["peer link bytes/hour at the default profile", _s(r.get("heartbeat_bytes_per_hour")), "≤ 120000",
          _s(res.get("keepalived", {}).get("bytes_per_hour_advert_1"))],

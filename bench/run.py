@@ -120,7 +120,9 @@ class Bench:
                     with self.lock:
                         self.res["resources"].update(
                             rss_mb=max(r["rss_mb"].values()), pss_mb=max(r["pss_mb"].values()),
-                            idle_cpu_pct=max(r["idle_cpu_pct"].values()), idle_detail=r)
+                            idle_cpu_pct=max(r["idle_cpu_pct"].values()), idle_detail=r,
+                            rss_mb_node_process=max(v["rss_mb"] for v in r["node_process_only"].values()),
+                            idle_cpu_pct_node_process=max(v["idle_cpu_pct"] for v in r["node_process_only"].values()))
                 if profile.name == "sprint":
                     r = bp.resources(self.plan.idle_sprint_s)
                     with self.lock:
@@ -286,6 +288,8 @@ class Bench:
             p["death_to_first_failure_s"] = summary(col("first_failure_s"))
             p["promotion_to_cti_s"] = summary([_minus(r["cti_s"], r["active_s"]) for r in runs])
             p["promotion_to_vip_s"] = summary([_minus(r["vip_s"], r["active_s"]) for r in runs])
+            p["promotion_to_cti_spawned_s"] = summary([_minus(r["cti_spawned_s"], r["active_s"]) for r in runs])
+            p["cti_spawned_to_registered_s"] = summary([_minus(r["cti_s"], r["cti_spawned_s"]) for r in runs])
             p["runs"] = runs
         sw = res["profiles"].get("aggressive", {}).get("switchover")
         if sw:
