@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 HS := $(VENV)/bin/hotstandby
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-SIM_ARGS ?=
+SIM_ARGS ?= --seed 0 --runs 100000
 BENCH_ARGS ?=
 BENCH_LONG_ARGS ?= --long
 

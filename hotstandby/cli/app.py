@@ -318,19 +318,18 @@ def _cluster_for_render(url: str | None) -> ClusterSettings:
         fail(str(exc), 2)
 
 
-@app.command()
-def sim(seed: Annotated[int | None, typer.Option(help="first seed (one run: this seed)")] = None,
-        steps: Annotated[int | None, typer.Option(help="ticks per run")] = None,
-        runs: Annotated[int | None, typer.Option(help="how many seeds (a table)")] = None,
-        profile: Annotated[str, typer.Option(help="fault mix")] = "random",
-        processes: Annotated[int, typer.Option(help="worker processes for many runs")] = 2,
-        as_json: JsonOpt = False) -> None:
-    """Deterministic simulation of the pair under random faults; exit 1 on any invariant violation."""
-    from hotstandby.sim.cli import run_cli
-    from hotstandby.sim.runner import DEFAULT_STEPS
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def sim(ctx: typer.Context) -> None:
+    """Deterministic simulation of the pair: --seed S --steps K --runs R --json --profile P --keep I,J --trace
+    (exit 1 on any invariant violation; `hotstandby sim --help` lists every option)."""
+    from hotstandby.sim.cli import main as sim_main
 
-    raise typer.Exit(run_cli(seed=seed, steps=steps or DEFAULT_STEPS, runs=runs, json_out=as_json, profile=profile,
-                             processes=processes))
+    argv = list(ctx.args)
+    try:
+        code = sim_main(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        code = int(exc.code or 0)
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
