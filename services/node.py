@@ -75,13 +75,14 @@ def cti_env(node: NodeSettings) -> dict[str, str]:
 
 
 def _server(app: Any, node: NodeSettings, port: int) -> _Server:
+    """Keep-alive 120 s: the peer's probe connections stay open between ticks (peer.KEEPALIVE_S)."""
     ssl: dict[str, Any] = {}
     if node.tls:
         ssl = {"ssl_certfile": node.tls_cert_file, "ssl_keyfile": node.tls_key_file}
         if node.tls_ca_file:
             ssl["ssl_ca_certs"] = node.tls_ca_file
     config = uvicorn.Config(app, host=node.bind_host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=1, lifespan="off", **ssl)
+                            timeout_graceful_shutdown=1, timeout_keep_alive=120, lifespan="off", **ssl)
     return _Server(config)
 
 

@@ -1,8 +1,8 @@
 """The arbiter's HTTP client for its peer: monitor probe, state exchange, role commands, config pull.
 
 Connections are kept alive and reused (a new TCP handshake per probe costs a whole retransmit
-timeout when a SYN is lost), and a probe that has not answered by half of T is hedged with a second
-one on another connection: the probe fails only when no valid answer came within T (R2).
+timeout when a SYN is lost), and a probe is hedged on other kept connections inside its T budget:
+it fails only when no valid answer came within T (R2).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from hotstandby.settings import ClusterSettings, NodeSettings
 from hotstandby.tls import client_context
 
 USER_AGENT = "hotstandby-arbiter"
+HEDGES = 4  # attempts a probe may make inside its T budget
+KEEPALIVE_S = 110.0  # below the servers' keep-alive timeout (node.py), so a kept connection is still open
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def _client(node: NodeSettings) -> httpx.AsyncClient:
     # With TLS the peer's certificate is verified against HS_TLS_CA_FILE (host name = its address).
     verify: ssl.SSLContext | bool = (
         client_context(node.tls_ca_file, node.tls_cert_file, node.tls_key_file) if node.tls else False)
-    limits = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=60)
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=KEEPALIVE_S)
     return httpx.AsyncClient(verify=verify, limits=limits, headers={"user-agent": USER_AGENT}, trust_env=False)
 
 
@@ -68,9 +70,10 @@ class PeerClient:
         self._node = node
         self._cluster = cluster
         self._scheme = "https" if node.tls else "http"
-        # Two pools: the hedge must not queue behind a stuck first attempt on the same connection.
-        self._primary = _client(node)
-        self._hedge = _client(node)
+        # The probe's attempts each get a pool of their own: a hedge must not queue behind a stuck
+        # attempt on the same connection. Calls to the peer arbiter share the first pool.
+        self._probe_clients = [_client(node) for _ in range(HEDGES)]
+        self._primary = self._probe_clients[0]
 
     @property
     def address(self) -> str:
@@ -82,44 +85,59 @@ class PeerClient:
         return f"{self._scheme}://{host}:{port}{path}"
 
     async def probe(self) -> ProbeResult:
-        """GET the peer monitor's mod=NONE (or IPSWS); hedged inside the T budget."""
+        """GET the peer monitor's mod=NONE (or IPSWS), hedged inside the T budget.
+
+        Up to ``HEDGES`` attempts, each on a connection of its own that is kept alive: the first at
+        once, the next when one fails or at each quarter of T without an answer. The probe succeeds
+        on the first valid answer, fails at once when the peer answers that it is unhealthy (an HTTP
+        answer other than OK), and otherwise fails only when no valid answer came within T (R2). On
+        a lossy link this is what turns "one lost segment" (TCP's 200 ms minimum retransmit is longer
+        than a sub-second T) into a success instead of a failure."""
         cfg = self._cluster()
         mod, want = ("IPSWS", "IPSWS=OK") if cfg.switch_on_application_error else ("NONE", "OK")
         url = self._url(cfg.monitor_port, f"/IPSCFG/admin/monitor.aspx?mod={mod}")
         budget = cfg.heartbeat_timeout_s
         start = time.monotonic()
+        deadline = start + budget
 
-        async def attempt(client: httpx.AsyncClient, delay: float) -> str | None:
-            if delay:
-                await asyncio.sleep(delay)
-            remaining = budget - (time.monotonic() - start)
-            if remaining <= 0:
-                return "timeout"
+        async def attempt(client: httpx.AsyncClient) -> tuple[str, str]:
             try:
-                r = await client.get(url, timeout=remaining)
+                r = await client.get(url, timeout=max(0.001, deadline - time.monotonic()))
             except httpx.HTTPError as exc:
-                return _why(exc)
+                return "error", _why(exc)
             if r.status_code == 200 and r.text.strip() == want:
-                return None
-            return f"HTTP {r.status_code} {r.text.strip()[:80]}"
+                return "ok", "ok"
+            return "answer", f"HTTP {r.status_code} {r.text.strip()[:80]}"
 
-        tasks = [asyncio.create_task(attempt(self._primary, 0)), asyncio.create_task(attempt(self._hedge, budget / 2))]
-        detail = "timeout"
+        pending: set[asyncio.Task[tuple[str, str]]] = set()
+        launched, detail = 0, "timeout"
+
+        def launch() -> None:
+            nonlocal launched
+            pending.add(asyncio.create_task(attempt(self._probe_clients[launched])))
+            launched += 1
+
+        launch()
         try:
-            for fut in asyncio.as_completed(tasks, timeout=budget):
-                try:
-                    err = await fut
-                except TimeoutError:
+            while pending:
+                now = time.monotonic()
+                if now >= deadline:
                     break
-                if err is None:
-                    return ProbeResult(True, time.monotonic() - start, "ok")
-                detail = err
-        except TimeoutError:
-            detail = "timeout"
+                next_hedge = start + budget * launched / HEDGES if launched < HEDGES else deadline
+                done, pending = await asyncio.wait(pending, timeout=max(0.0, min(deadline, next_hedge) - now),
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    kind, detail = task.result()
+                    if kind == "ok":
+                        return ProbeResult(True, time.monotonic() - start, "ok")
+                    if kind == "answer":
+                        return ProbeResult(False, time.monotonic() - start, detail)
+                if launched < HEDGES and (done or time.monotonic() >= next_hedge):
+                    launch()  # a failed attempt is retried at once, a silent one hedged on schedule
         finally:
-            for t in tasks:
-                t.cancel()
-        return ProbeResult(False, time.monotonic() - start, detail)
+            for task in pending:
+                task.cancel()
+        return ProbeResult(False, time.monotonic() - start, detail if detail != "ok" else "timeout")
 
     async def _signed(self, method: str, path: str, payload: Any | None, timeout: float) -> CallResult:
         cfg = self._cluster()
@@ -150,5 +168,5 @@ class PeerClient:
         return await self._signed("GET", f"/peer/config?digest={digest}", None, timeout)
 
     async def aclose(self) -> None:
-        await self._primary.aclose()
-        await self._hedge.aclose()
+        for client in self._probe_clients:
+            await client.aclose()

@@ -1,0 +1,122 @@
+"""The peer probe on real sockets: hedged attempts inside T, a definite answer ends it at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from hotstandby.settings import ClusterSettings, NodeSettings
+from services.arbiter.peer import HEDGES, PeerClient
+
+Handler = Callable[[int], Awaitable[bytes | None]]  # request number -> raw response, None: never answer
+
+
+async def serve(handler: Handler) -> tuple[asyncio.AbstractServer, int]:
+    count = 0
+
+    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal count
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                count += 1
+                answer = await handler(count)
+                if answer is None:
+                    await asyncio.sleep(3600)  # a request swallowed by the network
+                writer.write(answer or b"")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def http(status: int, body: str) -> bytes:
+    return f"HTTP/1.1 {status} X\r\ncontent-length: {len(body)}\r\ncontent-type: text/plain\r\n\r\n{body}".encode()
+
+
+def client(port: int, timeout: float = 0.4) -> PeerClient:
+    cfg = ClusterSettings(server1_address="127.0.0.2", server2_address="127.0.0.1", monitor_port=port,
+                          heartbeat_interval_s=1, heartbeat_timeout_s=timeout)
+    return PeerClient(NodeSettings(node_id="server1", peer_secret="s"), lambda: cfg)
+
+
+def probe_with(handler: Handler, timeout: float = 0.4) -> tuple[bool, float, str]:
+    async def run() -> tuple[bool, float, str]:
+        server, port = await serve(handler)
+        peer = client(port, timeout)
+        try:
+            r = await peer.probe()
+        finally:
+            await peer.aclose()
+            server.close()
+        return r.ok, r.seconds, r.detail
+
+    return asyncio.run(run())
+
+
+def test_a_swallowed_first_request_is_saved_by_a_hedge_inside_t() -> None:
+    """The first attempt never answers; a hedge on another connection does, so the probe succeeds within T."""
+    async def handler(n: int) -> bytes | None:
+        return None if n == 1 else http(200, "OK")
+
+    ok, seconds, _ = probe_with(handler)
+    assert ok is True
+    assert seconds < 0.4
+
+
+@pytest.mark.parametrize("lost", [1, 2, 3])
+def test_up_to_all_but_one_attempt_lost_still_succeeds(lost: int) -> None:
+    """Any of the first HEDGES−1 attempts may be lost: the probe still succeeds."""
+    async def handler(n: int) -> bytes | None:
+        return None if n <= lost else http(200, "OK")
+
+    assert lost < HEDGES
+    assert probe_with(handler)[0] is True
+
+
+def test_no_valid_answer_within_t_fails_after_t() -> None:
+    """Every attempt swallowed: the probe fails, and not before T."""
+    async def handler(n: int) -> bytes | None:
+        return None
+
+    t0 = time.monotonic()
+    ok, seconds, detail = probe_with(handler, timeout=0.3)
+    assert ok is False and detail in ("timeout", "ReadTimeout")
+    assert 0.3 <= seconds < 0.3 + 0.2 and time.monotonic() - t0 < 1.5
+
+
+def test_an_unhealthy_answer_fails_at_once_without_hedging() -> None:
+    """A 503 (IPSWS=ERROR, or anything but OK) is the peer's own word: the probe fails at once."""
+    async def handler(n: int) -> bytes | None:
+        return http(503, "IPSWS=ERROR: CTI failed")
+
+    ok, seconds, detail = probe_with(handler)
+    assert ok is False and detail.startswith("HTTP 503")
+    assert seconds < 0.1
+
+
+def test_a_slow_answer_under_t_is_a_success() -> None:
+    """R2: one slow answer under T counts as a success."""
+    async def handler(n: int) -> bytes | None:
+        await asyncio.sleep(0.25)
+        return http(200, "OK")
+
+    assert probe_with(handler, timeout=0.4)[0] is True
+
+
+def test_nothing_listening_fails_fast() -> None:
+    """Connection refused on every attempt: the probe fails well before T."""
+    async def run() -> tuple[bool, float]:
+        peer = client(9, timeout=1.0)  # discard port: nothing listens on 127.0.0.1:9
+        try:
+            r = await peer.probe()
+        finally:
+            await peer.aclose()
+        return r.ok, r.seconds
+
+    ok, seconds = asyncio.run(run())
+    assert ok is False and seconds < 0.5
