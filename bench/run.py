@@ -394,7 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.res["machine"] = {
         "cores": os.cpu_count(), "load_at_start": [round(x, 2) for x in load_average()],
         "keepalived": ka.version(), "haproxy": _haproxy_version(), "python": sys.version.split()[0],
-        "kernel": os.uname().release,
+        "kernel": os.uname().release, "commit": _git("rev-parse", "--short", "HEAD"),
+        "dirty_paths": _git("status", "--porcelain", "--", "hotstandby", "services").count("\n") + 1
+        if _git("status", "--porcelain", "--", "hotstandby", "services") else 0,
     }
     bench.res["notes"] = (
         f"{plan.runs} kills a profile; loss windows {plan.loss_window_s:g} s each, all 9 of ours and 9 of "
@@ -425,6 +427,14 @@ def main(argv: list[str] | None = None) -> int:
         print("errors:\n  " + "\n  ".join(res["errors"]), file=sys.stderr)
         return 1
     return 0
+
+
+def _git(*args: str) -> str:
+    """The product's version under test (a run that straddles a commit says so in ``machine``)."""
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        return ""
 
 
 def _haproxy_version() -> str:
