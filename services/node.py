@@ -171,6 +171,10 @@ class _LocalCti:
     def snapshot(self) -> dict[str, Any]:
         return self._service.supervisor.snapshot()
 
+    def vouch(self) -> tuple[bool, str | None]:
+        # The monitor serves from this very process: an answered exchange proves it serves too.
+        return True, self._service.self_check()
+
 
 class _RemoteCti:
     """The arbiter's handle when the monitor is a separate process: it follows the committed role,
@@ -201,6 +205,9 @@ class _RemoteCti:
 
     def snapshot(self) -> dict[str, Any]:
         return self._last
+
+    def vouch(self) -> tuple[bool, str | None]:
+        return False, None  # the monitor is another process: only its own probe speaks for it
 
 
 async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter: bool = True,

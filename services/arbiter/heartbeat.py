@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from hotstandby import rules
 from hotstandby.ftlog import FaultTolerantLog
@@ -40,6 +40,15 @@ SKEW_LOG_S = 1.0
 class CtiControl(Protocol):
     async def converge(self) -> None: ...
     def snapshot(self) -> dict[str, Any]: ...
+    def vouch(self) -> tuple[bool, str | None]:
+        """(the monitor serves from this process, its application problem or None)."""
+        ...
+
+
+class Exchanged(NamedTuple):
+    view: PeerView | None  # None: no valid answer
+    digest: str | None  # the peer's settings digest after the exchange
+    vouched: bool  # the answer also speaks for the peer's monitor (same process, application healthy)
 
 
 class SwitchRefused(Exception):
@@ -133,9 +142,10 @@ class Arbiter:
         before = self.version
         started = self.clock()
         await asyncio.to_thread(self._check_store)  # an fsync must not stall the loop and its HTTP
-        probe, view, lan, vip = await asyncio.gather(
-            self.peer.probe(), self._exchange(cfg), probes.lan_ok(cfg), self.vip.where(cfg)
+        probe, exchanged, lan, vip = await asyncio.gather(
+            self.peer.probe(), self._exchange_full(cfg), probes.lan_ok(cfg), self.vip.where(cfg)
         )
+        view = exchanged.view
         self.metrics.probe_seconds.labels(self.node.node_id).observe(probe.seconds)
         if not probe.ok:
             self.metrics.probe_failures.labels(self.node.node_id).inc()
@@ -146,7 +156,8 @@ class Arbiter:
                          "consecutive_failures": 0 if view else self.channels["exchange"]["consecutive_failures"] + 1},
         }
         self.lan_ok = lan
-        obs = Observation(probe_ok=probe.ok, peer=view, lan_ok=lan, vip_node=vip)
+        # R2: the peer failed this tick only when neither channel brought a valid answer within T.
+        obs = Observation(probe_ok=probe.ok or exchanged.vouched, peer=view, lan_ok=lan, vip_node=vip)
         async with self.lock:
             if self.version != before:
                 # A command changed our role or heard from the peer while we observed: what we saw
@@ -264,14 +275,22 @@ class Arbiter:
             "maintenance": {"value": s.maintenance, "at": str(at), "origin": origin},
             "digest": self.config.digest(), "hlc": str(self.hlc.now()), "role_since": _iso(self.role_since),
             "address": self.node.local_address or self.cluster.address_of(s.node_id),
+            "vouch": self._vouch(),
         }
 
-    async def _exchange(self, cfg: ClusterSettings) -> PeerView | None:
-        return (await self._exchange_digest(cfg))[0]
+    def _vouch(self) -> dict[str, Any]:
+        """What this answer proves about our monitor (the peer's second channel, see _exchange)."""
+        serves, problem = self.cti.vouch()
+        problem = problem or (f"cannot persist the role: {self.store_problem}" if self.store_problem else None)
+        return {"serves": serves, "app_ok": problem is None}
 
-    async def _exchange_digest(self, cfg: ClusterSettings) -> tuple[PeerView | None, str | None]:
-        """One exchange; also returns the settings digest the peer holds after it (for `replicated`),
-        taken from this exchange's own answer, never from a tick's exchange racing with it."""
+    async def _exchange(self, cfg: ClusterSettings) -> PeerView | None:
+        return (await self._exchange_full(cfg)).view
+
+    async def _exchange_full(self, cfg: ClusterSettings) -> Exchanged:
+        """One exchange. Besides the peer's view it returns, from this exchange's own answer (never
+        from another racing with it), the settings digest the peer holds after it (`replicated`)
+        and whether the answer vouches for the peer's monitor (the second channel)."""
         payload = self.view() | {"t1": self.wall()}
         r = await self.peer.exchange(payload, cfg.heartbeat_timeout_s)
         t4 = self.wall()
@@ -280,7 +299,7 @@ class Arbiter:
             if r.status == 401:
                 self._auth_problem("the peer refused our signed heartbeat (401): check that HS_PEER_SECRET "
                                    "is the same on both nodes")
-            return None, None
+            return Exchanged(None, None, False)
         try:
             body = r.body
             view = PeerView(node_id=body["node_id"], role=Role(body["role"]), epoch=int(body["epoch"]),
@@ -293,14 +312,19 @@ class Arbiter:
             self.merge_maintenance(body["maintenance"])
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("malformed heartbeat answer: %s", exc)
-            return None, None
+            return Exchanged(None, None, False)
         self.peer_auth_problem = None
         self.peer_info = {"role_since": body.get("role_since"), "address": body.get("address")}
+        vouch = body.get("vouch") if isinstance(body.get("vouch"), dict) else {}
+        # Second channel: an answered exchange from a node whose monitor serves in the same process
+        # is a valid answer within T too (and, with switch_on_application_error, only if its
+        # application self-check passes, exactly what mod=IPSWS would have said).
+        vouched = bool(vouch.get("serves")) and (not cfg.switch_on_application_error or bool(vouch.get("app_ok")))
         digest = self.peer_digest = body["digest"]
         if digest != self.config.digest():
             await self.pull_config()
             digest = self.peer_digest  # what we pulled is what the peer holds
-        return view, digest
+        return Exchanged(view, digest, vouched)
 
     async def on_heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
         """The peer's half of the exchange: learn its clock, maintenance and settings digest."""
@@ -371,8 +395,8 @@ class Arbiter:
         if changed:
             self._settings_changed(changed, who)
         # Push at once: the peer pulls in its half of the exchange and answers with its new digest.
-        _, peer_digest = await self._exchange_digest(self.cluster)
-        return changed, peer_digest == self.config.digest()
+        pushed = await self._exchange_full(self.cluster)
+        return changed, pushed.digest == self.config.digest()
 
     def _settings_changed(self, names: list[str], source: str) -> None:
         values = ", ".join(f"{n}={self.config.table[n].value!r}" for n in names)

@@ -21,6 +21,7 @@ class Supervisor(Protocol):
     async def stop(self, reason: str = "") -> None: ...
     async def restart(self, reason: str, *, counted: bool = True) -> None: ...
     def snapshot(self) -> dict[str, Any]: ...
+    def self_check(self) -> str | None: ...
 
 
 class NotActive(Exception):
@@ -69,6 +70,9 @@ class CtiService:
         await self.converge()
         async with self._lock:
             await self.supervisor.restart("manual restart")
+
+    def self_check(self) -> str | None:
+        return self.supervisor.self_check()
 
     def nudge(self) -> None:
         self._wake.set()

@@ -88,10 +88,8 @@ def test_manual_switch_by_cli_needs_the_token(started: Pair) -> None:
     assert refused.returncode != 0
     assert "401" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     assert started.role("server1") == "ACTIVE"
-    t0 = time.monotonic()
-    done = started.cli("switch", "server2")
+    done = started.cli("switch", "server2")  # (its timing includes a Python start: the API test times R7)
     assert done.returncode == 0, done.stderr
-    assert time.monotonic() - t0 < started.interval + MARGIN
     assert (started.role("server2"), started.role("server1")) == ("ACTIVE", "STANDBY")
     assert wait_until(lambda: started.holders() == ["server2"], 5, "CTI moved to server2")
     assert started.manager_state()["overlap_seconds_total"] == 0.0
@@ -99,8 +97,11 @@ def test_manual_switch_by_cli_needs_the_token(started: Pair) -> None:
 
 
 def test_manual_switch_sticks_against_auto_failback(started: Pair) -> None:
-    """A manual switch to server2 is not undone by R3: server1 stays STANDBY while healthy."""
+    """R7 within one I of the request; and a manual switch to server2 is not undone by R3."""
+    t0 = time.monotonic()
     assert started.admin("POST", "server1", "/switch", {"target": "server2"}).status_code == 200
+    assert time.monotonic() - t0 <= started.interval + MARGIN
+    assert started.role("server2") == "ACTIVE"
     wait_until(lambda: started.status("server2")["local"]["consecutive_successes"] >= 2 * started.failures, 15,
                "2N healthy probes of server1")
     assert (started.role("server1"), started.role("server2")) == ("STANDBY", "ACTIVE")

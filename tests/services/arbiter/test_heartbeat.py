@@ -34,6 +34,9 @@ class RecordingCti:
     def snapshot(self) -> dict[str, Any]:
         return {"state": "stopped"}
 
+    def vouch(self) -> tuple[bool, str | None]:
+        return True, None
+
 
 class FakeClock:
     def __init__(self) -> None:
