@@ -148,10 +148,11 @@ defaults
     option httplog
     option dontlognull
     option log-health-checks
-    # A connection to a node that just went away is retried on the other one.
+    # A connection to a node that just went away is retried on the other one; HAProxy waits
+    # min(timeout connect, 1 s) before a retry, so the connect timeout follows the check interval.
     option redispatch
     retries 3
-    timeout connect 2s
+    timeout connect ${connect_ms}ms
     timeout client 30s
     timeout server 30s
     timeout http-request 10s
@@ -232,6 +233,7 @@ def render_haproxy(
         fast_opts += f" downinter {timing.downinter_ms}ms"
     return _TEMPLATE.substitute(
         mode=mode,
+        connect_ms=min(max(timing.inter_ms, 100), 1000),
         interval_s=f"{cluster.heartbeat_interval_s:g}",
         timeout_s=f"{cluster.heartbeat_timeout_s:g}",
         failures=cluster.failures_to_switch,

@@ -44,10 +44,11 @@ defaults
     option httplog
     option dontlognull
     option log-health-checks
-    # A connection to a node that just went away is retried on the other one.
+    # A connection to a node that just went away is retried on the other one; HAProxy waits
+    # min(timeout connect, 1 s) before a retry, so the connect timeout follows the check interval.
     option redispatch
     retries 3
-    timeout connect 2s
+    timeout connect {{ min (max $inter 100) 1000 }}ms
     timeout client 30s
     timeout server 30s
     timeout http-request 10s
