@@ -81,7 +81,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    print("run  death→ACTIVE  ACTIVE→VIP  ACTIVE→CTI  overlap  server1 serving→ACTIVE   (s; bounds 5.0 / 2.0 / - / - / 4.0)")
+    print("run  death→ACTIVE  ACTIVE→VIP  ACTIVE→CTI  overlap  server1 serving→ACTIVE"
+          "   (s; bounds 5.0 / 2.0 / - / - / 4.0)")
     for i in range(args.runs):
         r = one_run()
         print(f"{i + 1:>3}  {r['death_to_active']:>12.2f}  {r['active_to_vip']:>10.2f}  {r['active_to_cti']:>10.2f}"
