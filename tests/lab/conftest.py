@@ -105,6 +105,9 @@ def row(request: pytest.FixtureRequest) -> Iterator[Callable[[str], Row]]:
 
     yield start
     outcome = request.node.stash.get(_OUTCOME, "failed")
+    # pytest_sessionstart above runs only when tests/lab is named on the command line (make chaos);
+    # from the repository root (make test, a fresh clone) run/ may not exist yet.
+    report.rows_path().parent.mkdir(parents=True, exist_ok=True)
     with open(report.rows_path(), "a") as fh:
         for r in rows:
             r.outcome = outcome
