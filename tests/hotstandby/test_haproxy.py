@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import socket
@@ -268,7 +269,7 @@ def whoami(url: str) -> str | None:
     try:
         with urllib.request.urlopen(url + "/whoami", timeout=1) as answer:
             return str(json.loads(answer.read())["node_id"])
-    except (OSError, urllib.error.URLError, ValueError):
+    except (OSError, urllib.error.URLError, ValueError, http.client.HTTPException):  # a torn answer: retry
         return None
 
 

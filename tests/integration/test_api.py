@@ -156,7 +156,7 @@ def test_logs_endpoints(started: Pair) -> None:
     assert entries and {"at", "component", "message"} <= set(entries[0])
     days = httpx.get(base + "/logs/days").json()
     assert days == [time.strftime("%Y-%m-%d")]
-    assert httpx.get(base + f"/logs?day={days[0]}").text == text[: len(httpx.get(base + f"/logs?day={days[0]}").text)]
+    assert httpx.get(base + f"/logs?day={days[0]}").text.startswith(text)  # the same file, maybe grown since
     assert httpx.get(base + "/logs?day=notaday").status_code == 422
 
 
