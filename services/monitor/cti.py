@@ -1,7 +1,7 @@
 """Keeps the CTI process in step with the node's durable role (R9: CTI only while ACTIVE).
 
-The arbiter commits a role, then asks for convergence; the monitor also converges on its own
-(every ``poll_s``) so that, when the two services run as separate processes, the CTI server still
+The arbiter commits a role, then asks for convergence; the node also converges on a timer
+(services/node.py) so that, when the two services run as separate processes, the CTI server still
 follows the role committed in the shared database. An operator's ``/cti/stop`` holds CTI stopped
 until ``/cti/start`` or the next promotion.
 """
@@ -9,7 +9,6 @@ until ``/cti/start`` or the next promotion.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -38,7 +37,6 @@ class CtiService:
         self.held = False
         self._last_role: Role | None = None
         self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
 
     async def converge(self) -> None:
         async with self._lock:
@@ -73,14 +71,3 @@ class CtiService:
 
     def self_check(self) -> str | None:
         return self.supervisor.self_check()
-
-    def nudge(self) -> None:
-        self._wake.set()
-
-    async def run(self, poll_s: float) -> None:
-        """Converge whenever nudged, and at least every ``poll_s`` (the separate-process mode)."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll_s)
-            self._wake.clear()
-            await self.converge()
