@@ -141,8 +141,9 @@ def _supervisor(n: Node) -> CtiSupervisor:
 
 def _self_check(n: Node) -> Callable[[], str | None]:
     def check() -> str | None:
-        if n.arbiter and n.arbiter.store_problem:
-            return f"cannot persist the role: {n.arbiter.store_problem}"
+        # One answer for both channels: the monitor's IPSWS and the arbiter's vouch in the exchange.
+        if n.arbiter:  # both services in this process: the arbiter's CTI handle is this supervisor
+            return n.arbiter.app_problem()
         return n.supervisor.self_check() if n.supervisor else None
 
     return check

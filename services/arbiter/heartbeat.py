@@ -278,11 +278,15 @@ class Arbiter:
             "vouch": self._vouch(),
         }
 
+    def app_problem(self) -> str | None:
+        """Why this node's application is unhealthy (what mod=IPSWS reports), or None."""
+        if self.store_problem:
+            return f"cannot persist the role: {self.store_problem}"
+        return self.cti.vouch()[1]
+
     def _vouch(self) -> dict[str, Any]:
         """What this answer proves about our monitor (the peer's second channel, see _exchange)."""
-        serves, problem = self.cti.vouch()
-        problem = problem or (f"cannot persist the role: {self.store_problem}" if self.store_problem else None)
-        return {"serves": serves, "app_ok": problem is None}
+        return {"serves": self.cti.vouch()[0], "app_ok": self.app_problem() is None}
 
     async def _exchange(self, cfg: ClusterSettings) -> PeerView | None:
         return (await self._exchange_full(cfg)).view
