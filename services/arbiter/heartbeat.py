@@ -295,8 +295,7 @@ class Arbiter:
         """One exchange. Besides the peer's view it returns, from this exchange's own answer (never
         from another racing with it), the settings digest the peer holds after it (`replicated`)
         and whether the answer vouches for the peer's monitor (the second channel)."""
-        payload = self.view() | {"t1": self.wall()}
-        r = await self.peer.exchange(payload, cfg.heartbeat_timeout_s)
+        r = await self.peer.exchange(lambda: self.view() | {"t1": self.wall()}, cfg.heartbeat_timeout_s)
         t4 = self.wall()
         if not r.ok:
             self.metrics.exchange_failures.labels(self.node.node_id).inc()
@@ -312,7 +311,7 @@ class Arbiter:
             if view.node_id != self.node.peer_id:
                 raise ValueError(f"peer answered as {view.node_id}")
             self.hlc.receive(Timestamp.parse(body["hlc"]))
-            self._note_skew(((body["t2"] - payload["t1"]) + (body["t3"] - t4)) / 2)
+            self._note_skew(((body["t2"] - r.sent["t1"]) + (body["t3"] - t4)) / 2)
             self.merge_maintenance(body["maintenance"])
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("malformed heartbeat answer: %s", exc)

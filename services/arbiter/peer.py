@@ -1,8 +1,11 @@
 """The arbiter's HTTP client for its peer: monitor probe, state exchange, role commands, config pull.
 
-Connections are kept alive and reused (a new TCP handshake per probe costs a whole retransmit
-timeout when a SYN is lost), and a probe is hedged on other kept connections inside its T budget:
-it fails only when no valid answer came within T (R2).
+The two heartbeat channels (the monitor probe and the arbiter exchange) each run over a ``Lane``: a
+few connections kept alive to one of the peer's ports, one request at a time on each. A call is
+hedged on another connection of the lane when it has not answered by part of T, and it fails only
+when no valid answer came within T (R2). An attempt that misses T is not cancelled: it goes on in
+the background until TCP has retransmitted what was lost, so its connection stays warm for the
+next tick instead of costing a new handshake (a lost SYN waits a whole second).
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ import asyncio
 import json
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -22,8 +25,23 @@ from hotstandby.settings import ClusterSettings, NodeSettings
 from hotstandby.tls import client_context
 
 USER_AGENT = "hotstandby-arbiter"
-HEDGES = 4  # attempts a probe may make inside its T budget
+HEDGES = 8  # attempts a call may make inside its T budget
+# Connections a lane may open: on a lossy link at I = 0.1 s, attempts lingering from the last
+# ticks hold a dozen at once. An idle one costs nothing but a socket, and is closed after KEEPALIVE_S.
+LANE_MAX = 4 * HEDGES
+# How long an attempt that missed T may go on in the background: long enough for TCP to retransmit
+# a lost segment twice (200 ms minimum RTO, doubled), short enough that a frozen peer frees the lane.
+LINGER_S = 1.0
 KEEPALIVE_S = 110.0  # below the servers' keep-alive timeout (node.py), so a kept connection is still open
+
+Kind = Literal["ok", "answer", "error"]  # a valid answer, a definite negative answer, no answer
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Kind
+    detail: str
+    value: Any = None
 
 
 @dataclass(frozen=True)
@@ -39,17 +57,22 @@ class CallResult:
     status: int | None  # None: no answer at all (unreachable, timeout)
     body: Any
     detail: str
+    sent: Any = None  # the payload this answer replies to (a hedged call sends several)
 
     @property
     def answered(self) -> bool:
         return self.status is not None
 
 
-def _client(node: NodeSettings) -> httpx.AsyncClient:
-    # With TLS the peer's certificate is verified against HS_TLS_CA_FILE (host name = its address).
-    verify: ssl.SSLContext | bool = (
-        client_context(node.tls_ca_file, node.tls_cert_file, node.tls_key_file) if node.tls else False)
-    limits = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=KEEPALIVE_S)
+def _tls(node: NodeSettings) -> ssl.SSLContext | bool:
+    """Built once per peer and shared by its connections (a context costs ~2 ms to make).
+    With TLS the peer's certificate is verified against HS_TLS_CA_FILE (host name = its address)."""
+    return client_context(node.tls_ca_file, node.tls_cert_file, node.tls_key_file) if node.tls else False
+
+
+def _client(verify: ssl.SSLContext | bool) -> httpx.AsyncClient:
+    """A pool of one connection: a lane's attempts never queue behind each other."""
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_S)
     return httpx.AsyncClient(verify=verify, limits=limits, headers={"user-agent": USER_AGENT}, trust_env=False)
 
 
@@ -65,15 +88,114 @@ def _why(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _unverified() -> ssl.SSLContext:
+    """Plain HTTP needs no TLS, but httpx makes a context per client unless given one."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@dataclass(eq=False)
+class _Conn:
+    client: httpx.AsyncClient
+    warm: bool = False  # its last request was answered, so its connection is open and idle
+    busy: bool = False
+
+
+Attempt = Callable[[httpx.AsyncClient, float], Awaitable[Outcome]]
+
+
+class Lane:
+    """Kept-alive connections to one of the peer's ports, and calls hedged across them."""
+
+    def __init__(self, verify: ssl.SSLContext | bool, most: int = LANE_MAX) -> None:
+        self._verify = verify if verify is not False else _unverified()
+        self._most = most
+        self._conns: list[_Conn] = []
+        self._lingering: set[asyncio.Task[Outcome]] = set()
+
+    def _free(self) -> _Conn | None:
+        """An idle connection, a warm one first; a new one while the lane may grow."""
+        idle = [c for c in self._conns if not c.busy]
+        conn = next((c for c in idle if c.warm), idle[0] if idle else None)
+        if conn is None and len(self._conns) < self._most:
+            conn = _Conn(_client(self._verify))
+            self._conns.append(conn)
+        return conn
+
+    async def _run(self, conn: _Conn, attempt: Attempt, timeout: float) -> Outcome:
+        try:
+            out = await attempt(conn.client, timeout)
+        except BaseException:
+            conn.warm = False
+            raise
+        finally:
+            conn.busy = False
+        conn.warm = out.kind != "error"
+        return out
+
+    async def hedged(self, attempt: Attempt, budget: float, hedges: int = HEDGES) -> tuple[Outcome, float]:
+        """Run ``attempt`` on a free connection, and again on another one when it fails or at each
+        ``budget / hedges`` without an answer, up to ``hedges`` times. Returns the first valid or
+        definite answer within ``budget``, else the last error (or "timeout"); and the seconds taken.
+        Attempts still running at the deadline linger (their answers are ignored)."""
+        start = time.monotonic()
+        deadline = start + budget
+        timeout = max(budget, LINGER_S)
+        pending: set[asyncio.Task[Outcome]] = set()
+        launched, last = 0, Outcome("error", "timeout")
+
+        def launch() -> None:
+            nonlocal launched
+            launched += 1
+            conn = self._free()
+            if conn is None:  # every connection is busy with an attempt that has not answered
+                return
+            conn.busy = True
+            task = asyncio.create_task(self._run(conn, attempt, timeout))
+            pending.add(task)
+            self._lingering.add(task)
+            task.add_done_callback(self._lingering.discard)
+
+        launch()
+        while (now := time.monotonic()) < deadline:
+            next_hedge = start + budget * launched / hedges if launched < hedges else deadline
+            wait = max(0.0, min(deadline, next_hedge) - now)
+            done: set[asyncio.Task[Outcome]] = set()
+            if pending:
+                done, pending = await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            elif launched < hedges:
+                await asyncio.sleep(wait)  # no free connection yet: try again at the next hedge
+            else:
+                break
+            for task in done:
+                out = task.result()
+                if out.kind != "error":
+                    return out, time.monotonic() - start
+                last = out
+            if launched < hedges and (done or time.monotonic() >= next_hedge):
+                launch()  # a failed attempt is retried at once, a silent one hedged on schedule
+        return last, time.monotonic() - start
+
+    async def aclose(self) -> None:
+        for task in list(self._lingering):
+            task.cancel()
+        await asyncio.gather(*self._lingering, return_exceptions=True)
+        for conn in self._conns:
+            await conn.client.aclose()
+
+
 class PeerClient:
     def __init__(self, node: NodeSettings, cluster: Callable[[], ClusterSettings]) -> None:
         self._node = node
         self._cluster = cluster
         self._scheme = "https" if node.tls else "http"
-        # The probe's attempts each get a pool of their own: a hedge must not queue behind a stuck
-        # attempt on the same connection. Calls to the peer arbiter share the first pool.
-        self._probe_clients = [_client(node) for _ in range(HEDGES)]
-        self._primary = self._probe_clients[0]
+        verify = _tls(node)
+        self._monitor = Lane(verify)  # the first channel: the peer monitor's probe
+        # The second channel, the state exchange with the peer arbiter; role commands and config
+        # pulls use its warm connections too, once each (not hedged: a command is sent once).
+        self._arbiter = Lane(verify)
 
     @property
     def address(self) -> str:
@@ -87,86 +209,72 @@ class PeerClient:
     async def probe(self) -> ProbeResult:
         """GET the peer monitor's mod=NONE (or IPSWS), hedged inside the T budget.
 
-        Up to ``HEDGES`` attempts, each on a connection of its own that is kept alive: the first at
-        once, the next when one fails or at each quarter of T without an answer. The probe succeeds
-        on the first valid answer, fails at once when the peer answers that it is unhealthy (an HTTP
-        answer other than OK), and otherwise fails only when no valid answer came within T (R2). On
-        a lossy link this is what turns "one lost segment" (TCP's 200 ms minimum retransmit is longer
-        than a sub-second T) into a success instead of a failure."""
+        Succeeds on the first valid answer, fails at once when the peer answers that it is unhealthy
+        (an HTTP answer other than OK), and otherwise fails only when no valid answer came within T
+        (R2). On a lossy link this is what turns "one lost segment" (TCP's 200 ms minimum retransmit
+        is longer than a sub-second T) into a success instead of a failure."""
         cfg = self._cluster()
         mod, want = ("IPSWS", "IPSWS=OK") if cfg.switch_on_application_error else ("NONE", "OK")
         url = self._url(cfg.monitor_port, f"/IPSCFG/admin/monitor.aspx?mod={mod}")
-        budget = cfg.heartbeat_timeout_s
-        start = time.monotonic()
-        deadline = start + budget
 
-        async def attempt(client: httpx.AsyncClient) -> tuple[str, str]:
+        async def attempt(client: httpx.AsyncClient, timeout: float) -> Outcome:
             try:
-                r = await client.get(url, timeout=max(0.001, deadline - time.monotonic()))
+                r = await client.get(url, timeout=timeout)
             except httpx.HTTPError as exc:
-                return "error", _why(exc)
+                return Outcome("error", _why(exc))
             if r.status_code == 200 and r.text.strip() == want:
-                return "ok", "ok"
-            return "answer", f"HTTP {r.status_code} {r.text.strip()[:80]}"
+                return Outcome("ok", "ok")
+            return Outcome("answer", f"HTTP {r.status_code} {r.text.strip()[:80]}")
 
-        pending: set[asyncio.Task[tuple[str, str]]] = set()
-        launched, detail = 0, "timeout"
+        out, seconds = await self._monitor.hedged(attempt, cfg.heartbeat_timeout_s)
+        return ProbeResult(out.kind == "ok", seconds, out.detail)
 
-        def launch() -> None:
-            nonlocal launched
-            pending.add(asyncio.create_task(attempt(self._probe_clients[launched])))
-            launched += 1
-
-        launch()
-        try:
-            while pending:
-                now = time.monotonic()
-                if now >= deadline:
-                    break
-                next_hedge = start + budget * launched / HEDGES if launched < HEDGES else deadline
-                done, pending = await asyncio.wait(pending, timeout=max(0.0, min(deadline, next_hedge) - now),
-                                                   return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    kind, detail = task.result()
-                    if kind == "ok":
-                        return ProbeResult(True, time.monotonic() - start, "ok")
-                    if kind == "answer":
-                        return ProbeResult(False, time.monotonic() - start, detail)
-                if launched < HEDGES and (done or time.monotonic() >= next_hedge):
-                    launch()  # a failed attempt is retried at once, a silent one hedged on schedule
-        finally:
-            for task in pending:
-                task.cancel()
-        return ProbeResult(False, time.monotonic() - start, detail if detail != "ok" else "timeout")
-
-    async def _signed(self, method: str, path: str, payload: Any | None, timeout: float) -> CallResult:
-        cfg = self._cluster()
+    def _request(self, method: str, path: str, payload: Any | None) -> tuple[str, bytes, dict[str, str]]:
         body = b"" if payload is None else json.dumps(payload).encode()
         headers = sign(self._node.peer_secret, method, path, body, node=self._node.node_id)
         headers["content-type"] = "application/json"
-        try:
-            r = await self._primary.request(method, self._url(cfg.arbiter_port, path), content=body,
-                                            headers=headers, timeout=timeout)
-        except httpx.HTTPError as exc:
-            return CallResult(False, None, None, f"{_why(exc)} calling {path}")
+        return self._url(self._cluster().arbiter_port, path), body, headers
+
+    @staticmethod
+    def _result(r: httpx.Response, sent: Any) -> CallResult:
         try:
             data = r.json()
         except ValueError:
             data = None
         if r.status_code >= 400:
             detail = data.get("detail") if isinstance(data, dict) else r.text[:200]
-            return CallResult(False, r.status_code, data, f"HTTP {r.status_code}: {detail}")
-        return CallResult(True, r.status_code, data, "ok")
+            return CallResult(False, r.status_code, data, f"HTTP {r.status_code}: {detail}", sent)
+        return CallResult(True, r.status_code, data, "ok", sent)
 
-    async def exchange(self, payload: dict[str, Any], timeout: float) -> CallResult:
-        return await self._signed("POST", "/peer/heartbeat", payload, timeout)
+    async def _call(self, method: str, path: str, payload: Callable[[], Any], timeout: float,
+                    hedges: int) -> CallResult:
+        """A signed call to the peer arbiter over the exchange's lane; ``payload`` is made afresh for
+        each attempt (its own signature, nonce and send time)."""
+
+        async def attempt(client: httpx.AsyncClient, limit: float) -> Outcome:
+            sent = payload()
+            url, body, headers = self._request(method, path, sent)
+            try:
+                r = await client.request(method, url, content=body, headers=headers, timeout=limit)
+            except httpx.HTTPError as exc:
+                return Outcome("error", f"{_why(exc)} calling {path}")
+            res = self._result(r, sent)
+            return Outcome("ok" if res.ok else "answer", res.detail, res)
+
+        out, _ = await self._arbiter.hedged(attempt, timeout, hedges)
+        return out.value if out.value is not None else CallResult(False, None, None, out.detail)
+
+    async def exchange(self, payload: Callable[[], dict[str, Any]], timeout: float) -> CallResult:
+        """POST /peer/heartbeat, hedged like the probe (the second channel)."""
+        return await self._call("POST", "/peer/heartbeat", payload, timeout, HEDGES)
 
     async def role(self, payload: dict[str, Any], timeout: float) -> CallResult:
-        return await self._signed("POST", "/peer/role", payload, timeout)
+        """A role command is sent once: it is not hedged."""
+        return await self._call("POST", "/peer/role", lambda: payload, timeout, 1)
 
     async def config(self, digest: str, timeout: float) -> CallResult:
-        return await self._signed("GET", f"/peer/config?digest={digest}", None, timeout)
+        return await self._call("GET", f"/peer/config?digest={digest}", lambda: None, timeout, 1)
 
     async def aclose(self) -> None:
-        for client in self._probe_clients:
-            await client.aclose()
+        await self._monitor.aclose()
+        await self._arbiter.aclose()

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from hotstandby.settings import ClusterSettings, NodeSettings
-from services.arbiter.peer import HEDGES, PeerClient
+from services.arbiter.peer import HEDGES, CallResult, PeerClient
 
 Handler = Callable[[int], Awaitable[bytes | None]]  # request number -> raw response, None: never answer
 
 
-async def serve(handler: Handler) -> tuple[asyncio.AbstractServer, int]:
+async def serve(handler: Handler, connections: list[int] | None = None) -> tuple[asyncio.AbstractServer, int]:
     count = 0
 
     async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal count
+        if connections is not None:
+            connections.append(len(connections) + 1)
         try:
             while await reader.readuntil(b"\r\n\r\n"):
                 count += 1
@@ -120,3 +123,55 @@ def test_nothing_listening_fails_fast() -> None:
 
     ok, seconds = asyncio.run(run())
     assert ok is False and seconds < 0.5
+
+
+def test_an_attempt_that_misses_t_keeps_its_connection_for_the_next_probes() -> None:
+    """The first answer comes after T (a lost segment TCP retransmits): the probe is saved by a hedge,
+    and the late attempt is left to finish, so its connection is reused instead of a new handshake."""
+    async def handler(n: int) -> bytes | None:
+        if n == 1:
+            await asyncio.sleep(0.3)
+        return http(200, "OK")
+
+    async def run() -> tuple[list[bool], list[int]]:
+        connections: list[int] = []
+        server, port = await serve(handler, connections)
+        peer = client(port, timeout=0.2)
+        try:
+            first = await peer.probe()
+            deadline = time.monotonic() + 5
+            while any(c.busy for c in peer._monitor._conns) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # the late attempt gets its answer
+            later = [await peer.probe() for _ in range(5)]
+        finally:
+            await peer.aclose()
+            server.close()
+        return [first.ok, *(r.ok for r in later)], connections
+
+    oks, connections = asyncio.run(run())
+    assert all(oks)
+    assert len(connections) == 2  # the slow one and its hedge, both kept and reused
+
+
+def test_the_exchange_is_hedged_and_says_which_payload_was_answered() -> None:
+    """The second channel is hedged too; each attempt is made afresh (own signature and send time)."""
+    async def handler(n: int) -> bytes | None:
+        body = json.dumps({"attempt": n})
+        return None if n == 1 else (f"HTTP/1.1 200 X\r\ncontent-length: {len(body)}\r\n"
+                                    f"content-type: application/json\r\n\r\n{body}").encode()
+
+    async def run() -> CallResult:
+        server, port = await serve(handler)
+        cfg = ClusterSettings(server1_address="127.0.0.2", server2_address="127.0.0.1", arbiter_port=port,
+                              heartbeat_interval_s=1, heartbeat_timeout_s=0.4)
+        peer = PeerClient(NodeSettings(node_id="server1", peer_secret="s"), lambda: cfg)
+        made = iter(range(1, 100))
+        try:
+            return await peer.exchange(lambda: {"made": next(made)}, 0.4)
+        finally:
+            await peer.aclose()
+            server.close()
+
+    r = asyncio.run(run())
+    assert r.ok and r.body == {"attempt": 2}
+    assert r.sent == {"made": 2}
