@@ -2,8 +2,9 @@
 
 ``BenchPair`` reuses the lab's ``LabPair`` (two ``hotstandby node`` processes, the CTI manager
 simulator and a LAN probe target on the infra host) and adds HAProxy on the infra host, its config
-rendered by ``hotstandby.haproxy.render_haproxy`` from the same settings. The CTI simulator runs
-with 0 ports and 0 devices, so "CTI registered" is the registration itself.
+written by ``hotstandby.haproxy.write_config`` from the same settings (it holds requests while no
+node is UP). The CTI simulator runs with 0 ports and 0 devices, so "CTI registered" is the
+registration itself.
 
 Every time is on the wall clock shared by the bench and the nodes: the kill is stamped just before
 ``kill -9``, the promotion is the survivor's ``role_since``, CTI registration the manager's holder
@@ -23,7 +24,7 @@ import httpx
 
 from bench.procs import cpu_seconds, pss_mb, rss_mb
 from bench.vipclient import VipClient
-from hotstandby.haproxy import check_timing, render_haproxy
+from hotstandby.haproxy import check_timing, write_config
 from hotstandby.settings import ClusterSettings
 from tests.integration.harness import wait_until
 from tests.lab.labpair import PEER, LabPair
@@ -115,10 +116,10 @@ class BenchPair:
     def vip_url(self) -> str:
         return f"http://{self.lab.addr('infra')}:{VIP_PORT}/whoami"
 
-    def haproxy_config(self) -> str:
+    def haproxy_config(self) -> Path:
         cluster = self.profile.cluster.model_copy(update={
             "server1_address": self.lab.addr("server1"), "server2_address": self.lab.addr("server2")})
-        return render_haproxy(cluster, vip=f"{self.lab.addr('infra')}:{VIP_PORT}", stats_port=STATS_PORT)
+        return write_config(self.root, cluster, vip=f"{self.lab.addr('infra')}:{VIP_PORT}", stats_port=STATS_PORT)
 
     def haproxy_timing(self) -> dict[str, int]:
         return check_timing(self.profile.cluster)._asdict()
@@ -126,8 +127,7 @@ class BenchPair:
     def start(self, haproxy: bool = True) -> None:
         self.pair.start_infra()
         if haproxy:
-            cfg = self.root / "haproxy.cfg"
-            cfg.write_text(self.haproxy_config())
+            cfg = self.haproxy_config()
             self.lab.spawn("infra", ["haproxy", "-f", str(cfg), "-db"], log=self.root / "haproxy.out")
             wait_port(self.lab.addr("infra"), VIP_PORT, 15)
         self.pair.start()

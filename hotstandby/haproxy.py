@@ -12,15 +12,18 @@ or ``mod=IPSWS`` with switch_on_application_error), ``fall = rise = N``,
 ``inter = I``, ``timeout check = T``, and server2 is a ``backup``: the load
 balancer decides on its own, which can disagree with the arbiters for up to N·I.
 
-Pure: settings in, text out. The CLI (``hotstandby render haproxy``), the demo
-and the deploy files call :func:`render_haproxy`; tests run ``haproxy -c`` on it.
+Pure: settings in, text out (:func:`write_config` alone writes files, for the demo and the
+bench). The CLI (``hotstandby render haproxy``), the demo and the deploy files call
+:func:`render_haproxy`; tests run ``haproxy -c`` on it.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from importlib import resources
+from pathlib import Path
 from string import Template
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from hotstandby.settings import ClusterSettings, split_host_port
 
@@ -29,6 +32,11 @@ MODES: tuple[Mode, ...] = ("follow-role", "vendor")
 
 DEFAULT_VIP = "127.0.0.10:8080"
 MONITOR_PATH = "/IPSCFG/admin/monitor.aspx"
+
+HOLD_LUA = "haproxy_hold.lua"  # the Lua action `--hold-lua` loads, shipped in this package
+CONTAINER_HOLD_LUA = "/usr/local/etc/haproxy/hold.lua"  # where compose and the chart mount it
+# A held request waits at most this long for a node: past it a client is better off with a 503.
+_HOLD_MAX_MS = 10_000
 
 # follow-role check interval bounds: below 100 ms checks cost more than they buy (the
 # arbiters themselves decide no faster than I), above 2 s the VIP could not follow
@@ -110,6 +118,21 @@ def check_timing(cluster: ClusterSettings, mode: Mode = "follow-role") -> CheckT
     return CheckTiming(inter, inter, inter, min(timeout_ms, inter), rise=2, fall=1)
 
 
+def hold_ms(cluster: ClusterSettings, mode: Mode = "follow-role") -> int:
+    """How long HAProxy holds a request while no node is UP: a whole failover (the R1 bound,
+    N·I + T + I) plus the load balancer's worst follow, at least 1 s, at most 10 s. A planned
+    switchover (R7) needs far less (the target is UP a few check intervals after the old node
+    went DOWN); a crash needs the whole window."""
+    interval_ms, timeout_ms = _ms(cluster.heartbeat_interval_s), _ms(cluster.heartbeat_timeout_s)
+    window = (cluster.failures_to_switch + 1) * interval_ms + timeout_ms
+    return min(max(window + check_timing(cluster, mode).worst_follow_ms(), 1000), _HOLD_MAX_MS)
+
+
+def hold_lua() -> str:
+    """The Lua source to install at the path given to ``render_haproxy(hold_lua=...)``."""
+    return resources.files("hotstandby").joinpath(HOLD_LUA).read_text()
+
+
 def check_path(cluster: ClusterSettings, mode: Mode = "follow-role") -> str:
     """The monitor URL HAProxy probes: role (FT) in follow-role, liveness in vendor mode."""
     if mode == "follow-role":
@@ -140,7 +163,7 @@ _TEMPLATE = Template(
 # Worst case for the VIP to follow a node change: ${worst_ms} ms.
 global
     log stdout format raw local0 info
-    maxconn 4096
+    maxconn 4096$lua_load
 
 defaults
     mode http
@@ -160,7 +183,7 @@ defaults
     timeout queue 5s
 $resolvers
 frontend vip
-    bind $vip_bind
+    bind $vip_bind$hold
     default_backend hotstandby
 
 backend hotstandby
@@ -203,6 +226,7 @@ def render_haproxy(
     mode: Mode = "follow-role",
     stats_port: int = 8404,
     tls_ca_file: str | None = None,
+    hold_lua: str | None = None,
 ) -> str:
     """A complete haproxy.cfg for this pair; ``haproxy -c -f`` accepts it.
 
@@ -212,6 +236,9 @@ def render_haproxy(
     answered). Checks always go to the monitor port, which may differ.
     ``tls_ca_file``: the nodes serve HTTPS (SPEC section 6); HAProxy speaks TLS to them
     for traffic and checks and verifies their certificates against this CA bundle.
+    ``hold_lua``: where :func:`hold_lua`'s source is installed on the load balancer; the config
+    then holds requests while no node is UP (:func:`hold_ms`) instead of answering 503, so a
+    planned switchover loses none.
     """
     if mode not in MODES:
         raise ValueError(f"mode: must be one of {', '.join(MODES)}")
@@ -231,8 +258,15 @@ def render_haproxy(
         fast_opts += f" fastinter {timing.fastinter_ms}ms"
     if timing.downinter_ms is not None:
         fast_opts += f" downinter {timing.downinter_ms}ms"
+    hold = ""
+    if hold_lua:
+        hold = ("\n    # No node UP (a switchover or failover in progress): hold the request for one, not a 503."
+                f"\n    http-request lua.hotstandby_hold hotstandby {hold_ms(cluster, mode)} "
+                "if { nbsrv(hotstandby) eq 0 }")
     return _TEMPLATE.substitute(
         mode=mode,
+        lua_load=f"\n    lua-load {hold_lua}" if hold_lua else "",
+        hold=hold,
         connect_ms=min(max(timing.inter_ms, 100), 1000),
         interval_s=f"{cluster.heartbeat_interval_s:g}",
         timeout_s=f"{cluster.heartbeat_timeout_s:g}",
@@ -257,3 +291,13 @@ def render_haproxy(
         # check-ssl: with `check port` set, HAProxy would otherwise check in clear text.
         tls_opts=f" ssl check-ssl verify required ca-file {tls_ca_file}" if tls_ca_file else "",
     )
+
+
+def write_config(directory: Path, cluster: ClusterSettings, **kwargs: Any) -> Path:
+    """Write haproxy.cfg (holding requests while no node is UP) and the Lua it loads into
+    ``directory``, for the demo and the bench; returns the config's path."""
+    lua = directory / "hold.lua"
+    lua.write_text(hold_lua())
+    cfg = directory / "haproxy.cfg"
+    cfg.write_text(render_haproxy(cluster, hold_lua=str(lua), **kwargs))
+    return cfg

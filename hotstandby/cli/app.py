@@ -292,6 +292,9 @@ def expected_delay(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
 def render_haproxy_cmd(vip: Annotated[str | None, typer.Option(help="HOST:PORT of the frontend")] = None,
                        app_port: Annotated[int | None, typer.Option("--app-port")] = None,
                        mode: Annotated[str, typer.Option(help="follow-role or vendor")] = "follow-role",
+                       hold_lua: Annotated[str | None, typer.Option(
+                           "--hold-lua", help="PATH where `render hold-lua` is installed on the load balancer: "
+                           "hold requests while no node is UP instead of answering 503")] = None,
                        url: UrlOpt = None) -> None:
     """Print a complete haproxy.cfg with checks rendered from the cluster settings."""
     from hotstandby.haproxy import render_haproxy
@@ -299,7 +302,16 @@ def render_haproxy_cmd(vip: Annotated[str | None, typer.Option(help="HOST:PORT o
     if mode not in ("follow-role", "vendor"):
         fail(f"mode: must be follow-role or vendor, not {mode!r}", 2)
     cluster = _cluster_for_render(url)
-    typer.echo(render_haproxy(cluster, vip=vip, app_port=app_port, mode=mode), nl=False)  # type: ignore[arg-type]
+    typer.echo(render_haproxy(cluster, vip=vip, app_port=app_port, mode=mode,  # type: ignore[arg-type]
+                              hold_lua=hold_lua), nl=False)
+
+
+@render_app.command("hold-lua")
+def render_hold_lua_cmd() -> None:
+    """Print the Lua action that `render haproxy --hold-lua PATH` loads (install it at PATH)."""
+    from hotstandby.haproxy import hold_lua
+
+    typer.echo(hold_lua(), nl=False)
 
 
 def _cluster_for_render(url: str | None) -> ClusterSettings:

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from hotstandby.haproxy import render_haproxy
+from hotstandby.haproxy import write_config
 from hotstandby.settings import ClusterSettings
 
 NODES = {"server1": "127.0.0.11", "server2": "127.0.0.12"}
@@ -68,8 +68,7 @@ class Demo:
             _wait(f"http://{host}:8080/healthz", node_id)
         cluster = ClusterSettings(server1_address=NODES["server1"], server2_address=NODES["server2"],
                                   vip_address=VIP, heartbeat_interval_s=1, heartbeat_timeout_s=1, failures_to_switch=3)
-        cfg = self.dir / "haproxy.cfg"
-        cfg.write_text(render_haproxy(cluster, vip=VIP, stats_port=STATS_PORT))
+        cfg = write_config(self.dir, cluster, vip=VIP, stats_port=STATS_PORT)
         haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
         if not Path(haproxy).exists():
             raise SystemExit("hotstandby demo: haproxy is not installed (make run installs it)")

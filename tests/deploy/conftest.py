@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hotstandby.haproxy import CONTAINER_HOLD_LUA, hold_lua
 from hotstandby.settings import CLUSTER_FIELDS, NODE_FIELDS, env_name
 
 HaproxyCheck = Callable[[str], subprocess.CompletedProcess[str]]
@@ -23,14 +24,17 @@ def known_env() -> frozenset[str]:
 
 @pytest.fixture
 def haproxy_check(tmp_path: Path) -> HaproxyCheck:
-    """`haproxy -c` on a config text; skips the test when haproxy is not installed."""
+    """`haproxy -c` on a config text (the hold's Lua at its container path stands in here);
+    skips the test when haproxy is not installed."""
     binary = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
     if binary is None:
         pytest.skip("haproxy not installed (apt-get install haproxy)")
 
     def check(cfg: str) -> subprocess.CompletedProcess[str]:
+        lua = tmp_path / "hold.lua"
+        lua.write_text(hold_lua())
         path = tmp_path / "haproxy.cfg"
-        path.write_text(cfg)
+        path.write_text(cfg.replace(CONTAINER_HOLD_LUA, str(lua)))
         return subprocess.run([binary, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
 
     return check

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hotstandby.haproxy import render_haproxy
+from hotstandby.haproxy import CONTAINER_HOLD_LUA, hold_lua, render_haproxy
 from hotstandby.settings import ClusterSettings, cluster_from_env
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -67,11 +67,15 @@ def test_compose_env_is_valid_cluster_settings(compose: dict[str, Any]) -> None:
 
 
 def test_compose_haproxy_config_is_rendered_from_the_same_settings(compose: dict[str, Any], haproxy_check: Any) -> None:
-    """deploy/compose/haproxy.cfg is `render_haproxy` for the nodes' settings, and haproxy accepts it."""
+    """deploy/compose/haproxy.cfg is `render_haproxy` for the nodes' settings, holding requests with the
+    package's own Lua (mounted, not copied), and haproxy accepts it."""
     cluster = cluster_from_env(env_of(compose["services"]["server1"]))
-    expected = render_haproxy(cluster, vip="0.0.0.0:8080")
+    expected = render_haproxy(cluster, vip="0.0.0.0:8080", hold_lua=CONTAINER_HOLD_LUA)
     assert expected == (COMPOSE / "haproxy.cfg").read_text()
-    assert "./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in compose["services"]["haproxy"]["volumes"]
+    volumes = compose["services"]["haproxy"]["volumes"]
+    assert "./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in volumes
+    lua = next(v.split(":")[0] for v in volumes if v.split(":")[1] == CONTAINER_HOLD_LUA)
+    assert (COMPOSE / lua).resolve().read_text() == hold_lua()
     result = haproxy_check(expected)
     assert result.returncode == 0, result.stdout + result.stderr
 

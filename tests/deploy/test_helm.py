@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from hotstandby.haproxy import render_haproxy
+from hotstandby.haproxy import CONTAINER_HOLD_LUA, hold_lua, render_haproxy
 from hotstandby.settings import ClusterSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,6 +70,7 @@ CASES: dict[str, tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]] = {
         {"switch_on_application_error": True, "failures_to_switch": 5},
         {"mode": "vendor"},
     ),
+    "no-hold": (("haproxy.holdRequests=false",), {}, {"hold_lua": None}),
     "sub-second-ips": (
         (
             "cluster.heartbeatIntervalS=0.2",
@@ -127,8 +128,13 @@ def test_haproxy_config_matches_python_renderer(helm: Path, case: str, haproxy_c
         "heartbeat_timeout_s": 1,
         "failures_to_switch": 3,
     }
+    render_kwargs = {"hold_lua": CONTAINER_HOLD_LUA} | render_kwargs
     expected = render_haproxy(ClusterSettings(**(fields | cluster_kwargs)), vip="0.0.0.0:8080", **render_kwargs)
     assert expected == configmap["data"]["haproxy.cfg"]
+    if render_kwargs["hold_lua"]:
+        assert configmap["data"]["hold.lua"] == hold_lua()  # the chart's copy is the package's own
+    else:
+        assert "hold.lua" not in configmap["data"]
     cfg = expected.replace("/usr/local/etc/haproxy/tls/ca.crt", "/etc/ssl/certs/ca-certificates.crt")
     if "ca-file" in cfg and not Path("/etc/ssl/certs/ca-certificates.crt").exists():
         pytest.skip("no system CA bundle to stand in for the TLS secret")

@@ -7,11 +7,13 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from hotstandby.haproxy import CheckTiming, check_path, check_timing, render_haproxy
+from hotstandby.haproxy import CheckTiming, check_path, check_timing, hold_lua, hold_ms, render_haproxy, write_config
 from hotstandby.settings import ClusterSettings
 
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
@@ -289,8 +291,8 @@ class Pair(NamedTuple):
     stats_url: str
 
 
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Pair]:
+@contextmanager
+def running_pair(tmp_path: Path, *, hold: bool) -> Iterator[Pair]:
     """server1 ACTIVE and server2 STANDBY on 127.0.0.21/.22, haproxy with the fast profile on 127.0.0.20."""
     if HAPROXY is None:
         pytest.skip("haproxy not installed (apt-get install haproxy)")
@@ -306,8 +308,12 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
         "server1": FakeNode("server1", "127.0.0.21", port, active=True),
         "server2": FakeNode("server2", "127.0.0.22", port, active=False),
     }
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(render_haproxy(cluster, vip=f"127.0.0.20:{vip_port}", stats_port=stats_port))
+    kwargs: dict[str, Any] = {"vip": f"127.0.0.20:{vip_port}", "stats_port": stats_port}
+    if hold:
+        cfg = write_config(tmp_path, cluster, **kwargs)
+    else:
+        cfg = tmp_path / "haproxy.cfg"
+        cfg.write_text(render_haproxy(cluster, **kwargs))
     log = (tmp_path / "haproxy.log").open("w")
     proc = subprocess.Popen([HAPROXY, "-f", str(cfg), "-db"], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -325,6 +331,13 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
         log.close()
         for node in nodes.values():
             node.stop()
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    """The pair behind the config the demo and the bench use (requests held while no node is UP)."""
+    with running_pair(tmp_path, hold=True) as p:
+        yield p
 
 
 def routes_to(url: str, node_id: str, times: int = 5) -> bool:
@@ -366,3 +379,100 @@ def test_vip_follows_a_failover_within_two_seconds(pair: Pair) -> None:
     elapsed = time.monotonic() - start
     print(f"VIP followed the failover in {elapsed:.3f} s")
     assert elapsed < 2.0
+
+
+
+def status_through(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url + "/whoami", timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+def server_status(pair: Pair, server: str) -> str:
+    """HAProxy's own view of a server (UP, DOWN, ...), from the stats page's CSV."""
+    with urllib.request.urlopen(pair.stats_url + ";csv", timeout=2) as answer:
+        rows = answer.read().decode().splitlines()
+    header = rows[0].lstrip("# ").split(",")
+    for row in rows[1:]:
+        cells = dict(zip(header, row.split(","), strict=False))
+        if cells.get("pxname") == "hotstandby" and cells.get("svname") == server:
+            return cells["status"].split()[0]
+    raise AssertionError(f"{server} not on the stats page")
+
+
+def no_node_up_for_a_while(pair: Pair) -> tuple[int, float]:
+    """Both nodes STANDBY (the gap of a switchover, stretched to 1 s): a request sent in the gap,
+    and server2 promoted 1 s later. Returns the request's status and how long it took."""
+    pair.nodes["server1"].active = False
+    wait_for(lambda: server_status(pair, "server1") == "DOWN", 5)
+    promote = threading.Timer(1.0, lambda: setattr(pair.nodes["server2"], "active", True))
+    start = time.monotonic()
+    promote.start()
+    try:
+        status = status_through(pair.vip_url)
+    finally:
+        promote.cancel()
+    return status, time.monotonic() - start
+
+
+@pytest.mark.integration
+def test_a_request_with_no_node_up_is_held_until_one_is(pair: Pair) -> None:
+    """With the hold, the request waits for the promoted node instead of getting HAProxy's 503."""
+    status, took = no_node_up_for_a_while(pair)
+    assert status == 200
+    assert 0.9 <= took < hold_ms(FAST) / 1000
+    assert routes_to(pair.vip_url, "server2")
+
+
+@pytest.mark.integration
+def test_without_the_hold_a_request_with_no_node_up_gets_503(tmp_path: Path) -> None:
+    """The same gap without the hold: HAProxy answers 503 at once (what the hold is for)."""
+    with running_pair(tmp_path, hold=False) as pair:
+        status, took = no_node_up_for_a_while(pair)
+    assert status == 503
+    assert took < 0.9
+
+
+def test_hold_lasts_a_whole_failover_within_bounds() -> None:
+    """The hold covers the R1 bound plus the load balancer's follow, at least 1 s, at most 10 s."""
+    assert hold_ms(FAST) == 4 * 1000 + 1000 + check_timing(FAST).worst_follow_ms()
+    assert hold_ms(VENDOR_DEFAULT) == 10_000
+    assert hold_ms(ClusterSettings(heartbeat_interval_s=0.05, heartbeat_timeout_s=0.05, failures_to_switch=1)) == 1000
+
+
+@needs_haproxy
+@pytest.mark.parametrize("mode", ["follow-role", "vendor"])
+def test_haproxy_accepts_config_with_the_hold(mode: str, tmp_path: Path) -> None:
+    """The hold's Lua loads and its action parses, in both modes."""
+    lua = tmp_path / "hold.lua"
+    lua.write_text(hold_lua())
+    cfg = render_haproxy(FAST, mode=mode, hold_lua=str(lua))  # type: ignore[arg-type]
+    assert f"lua-load {lua}" in lines_of(cfg)
+    assert f"http-request lua.hotstandby_hold hotstandby {hold_ms(FAST, mode)} if {{ nbsrv(hotstandby) eq 0 }}" \
+        in lines_of(cfg)  # type: ignore[arg-type]
+    result = haproxy_check(cfg, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr
+
+
+@needs_haproxy
+def test_cli_renders_the_hold_and_its_lua(tmp_path: Path) -> None:
+    """`render hold-lua` prints the Lua; `render haproxy --hold-lua PATH` loads it; haproxy accepts both."""
+    env = {"PATH": "/usr/bin:/bin", "HS_HEARTBEAT_INTERVAL_S": "0.2", "HS_HEARTBEAT_TIMEOUT_S": "0.2",
+           "HS_FAILURES_TO_SWITCH": "3"}
+    cli = [sys.executable, "-m", "hotstandby", "render"]
+    root = Path(__file__).resolve().parents[2]
+    lua = subprocess.run([*cli, "hold-lua"], capture_output=True, text=True, env=env, cwd=root, timeout=60)
+    assert lua.returncode == 0, lua.stderr
+    assert lua.stdout == hold_lua()
+    (tmp_path / "hold.lua").write_text(lua.stdout)
+    # --url where nothing listens: the settings come from the environment (SPEC section 9).
+    cfg = subprocess.run([*cli, "haproxy", "--hold-lua", str(tmp_path / "hold.lua"), "--url", "http://127.0.0.1:9"],
+                         capture_output=True, text=True, env=env, cwd=root, timeout=60)
+    assert cfg.returncode == 0, cfg.stderr
+    aggressive = ClusterSettings(heartbeat_interval_s=0.2, heartbeat_timeout_s=0.2, failures_to_switch=3)
+    assert cfg.stdout == render_haproxy(aggressive, hold_lua=str(tmp_path / "hold.lua"))
+    result = haproxy_check(cfg.stdout, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

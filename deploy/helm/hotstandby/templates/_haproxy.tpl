@@ -30,6 +30,7 @@ check_timing docstring or deploy/haproxy/README.md.
 {{- $byName := not (and (regexMatch $ip $s1) (regexMatch $ip $s2)) -}}
 {{- $appPort := int $h.appPort | default (int $c.monitorPort) -}}
 {{- $check := printf "/IPSCFG/admin/monitor.aspx?mod=%s" $mod -}}
+{{- $hold := min (max (add (mul (add $n 1) $iMs) $tMs $worst) 1000) 10000 -}}
 # haproxy.cfg rendered by hotstandby (mode: {{ $h.mode }}). Do not edit by hand:
 # regenerate with `hotstandby render haproxy` after changing the cluster settings.
 # Settings: I={{ $c.heartbeatIntervalS }}s T={{ $c.heartbeatTimeoutS }}s N={{ $n }}; check {{ $check }}
@@ -37,6 +38,9 @@ check_timing docstring or deploy/haproxy/README.md.
 global
     log stdout format raw local0 info
     maxconn 4096
+{{- if $h.holdRequests }}
+    lua-load /usr/local/etc/haproxy/hold.lua
+{{- end }}
 
 defaults
     mode http
@@ -63,6 +67,10 @@ resolvers sys
 {{ end }}
 frontend vip
     bind 0.0.0.0:{{ int $h.containerPort }}
+{{- if $h.holdRequests }}
+    # No node UP (a switchover or failover in progress): hold the request for one, not a 503.
+    http-request lua.hotstandby_hold hotstandby {{ $hold }} if { nbsrv(hotstandby) eq 0 }
+{{- end }}
     default_backend hotstandby
 
 backend hotstandby
