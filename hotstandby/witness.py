@@ -167,7 +167,7 @@ class EtcdWitness:
                 if r.status_code != 200:  # a refused request (e.g. no such lease): etcd answered, the caller reads it
                     data = {"error": data.get("error") or data.get("message") or f"HTTP {r.status_code}"}
                 self._current = index
-                return data  # type: ignore[no-any-return]
+                return data
             except (httpx.HTTPError, ValueError, WitnessError) as exc:
                 errors.append(f"{self.endpoints[index]}: {type(exc).__name__}{f' {exc}' if str(exc) else ''}")
         raise WitnessError("; ".join(errors) or f"no answer within {timeout:g} s")
