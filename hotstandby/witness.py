@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 USER_AGENT = "hotstandby-witness"
+NOT_CONTACTED = "not contacted yet"  # a report's detail before the first renewal
 
 
 class WitnessError(Exception):
@@ -133,7 +134,7 @@ class EtcdWitness:
         self._lease: int | None = None
         self._lease_asked: int | None = None
         self._granted: float | None = None
-        self._report = WitnessReport(reachable=False, detail="not contacted yet")
+        self._report = WitnessReport(reachable=False, detail=NOT_CONTACTED)
 
     @property
     def url(self) -> str:
@@ -280,6 +281,7 @@ class EtcdWitness:
 
 
 __all__ = [
+    "NOT_CONTACTED",
     "EtcdWitness",
     "Holder",
     "Taken",

@@ -27,7 +27,7 @@ from hotstandby.metrics import ArbiterMetrics
 from hotstandby.model import Action, Cause, Decision, NodeState, Observation, PeerView, Role, WitnessView, rank_of
 from hotstandby.settings import ClusterSettings, NodeSettings
 from hotstandby.store import Store, StoreError
-from hotstandby.witness import Witness, WitnessReport, lease_ttl_request
+from hotstandby.witness import NOT_CONTACTED, Witness, WitnessReport, lease_ttl_request
 from services.arbiter import probes
 from services.arbiter.config import ConfigBook
 from services.arbiter.peer import CallResult, PeerClient
@@ -287,7 +287,7 @@ class Arbiter:
         return report
 
     def _witness_transition(self, was: WitnessReport, now: WitnessReport) -> None:
-        first = was.detail == "not contacted yet"
+        first = was.detail == NOT_CONTACTED
         if now.reachable and (first or not was.reachable):
             line = (f"Witness found: {self.witness.url if self.witness else ''}, lease TTL {now.lease_ttl_s:g} s, "
                     f"key held by {now.holder or 'nobody'}")
@@ -327,7 +327,8 @@ class Arbiter:
     async def _release_key(self) -> None:
         if self._witness_on():
             assert self.witness is not None
-            if not await self.witness.release(self.cluster.heartbeat_timeout_s):
+            # Bounded by 1 s as well: R10's handover must finish within 2 s whatever T is.
+            if not await self.witness.release(min(self.cluster.heartbeat_timeout_s, 1.0)):
                 self.ftlog.write("Arbiter", "Witness key not released (unreachable): the peer waits for our lease "
                                             "to expire")
 
@@ -352,7 +353,10 @@ class Arbiter:
 
     # -- the state exchange ------------------------------------------------------------------
     def can_be_active(self) -> bool:
-        witness_ok = not self._witness_on() or (self.witness is not None and self.witness.last().reachable)
+        # Before the first renewal the witness is not known to be down: saying so would let the peer's R6
+        # take ACTIVE from a primary that is merely starting (a take that fails is refused safely anyway).
+        last = self.witness.last() if self.witness is not None else None
+        witness_ok = not self._witness_on() or (last is not None and (last.reachable or last.detail == NOT_CONTACTED))
         return self.lan_ok is not False and self.store_problem is None and self.cluster.enabled and witness_ok
 
     def view(self) -> dict[str, Any]:

@@ -150,3 +150,23 @@ def test_without_a_witness_status_shows_null(tmp_path: Path) -> None:
     asyncio.run(arbiter.tick())
     assert arbiter.status()["witness"] is None
     assert metric(arbiter, "hotstandby_witness_up") == 'hotstandby_witness_up{node="server2"} 0.0'
+
+
+def test_can_be_active_follows_the_witness_but_not_before_first_contact(tmp_path: Path, etcd: Etcd) -> None:
+    """The exchange's can_be_active is true before the first renewal (a starting primary keeps R6), false
+    while the witness does not answer (no failback or handover to it), true again once it answers."""
+    clock = FakeClock()
+    arbiter, _ = make(tmp_path, etcd, clock, "cba")
+
+    async def run() -> list[bool]:
+        seen = [arbiter.view()["can_be_active"]]
+        etcd.freeze()
+        try:
+            await arbiter.tick()
+            seen.append(arbiter.view()["can_be_active"])
+        finally:
+            etcd.thaw()
+        await arbiter.tick()
+        return [*seen, arbiter.view()["can_be_active"]]
+
+    assert asyncio.run(run()) == [True, False, True]
