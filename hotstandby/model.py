@@ -47,6 +47,7 @@ class Cause(StrEnum):
     SHUTDOWN = "shutdown"  # R10
     PEER = "peer"  # a role command from the peer (handover, failback, switch)
     STANDALONE = "standalone"  # enabled = false
+    WITNESS = "witness"  # R12: the witness was lost, or names the peer ACTIVE
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,17 @@ class PeerView:
 
 
 @dataclass(frozen=True)
+class WitnessView:
+    """What one tick saw of the witness (SPEC 12), measured by the edge just before deciding."""
+
+    reachable: bool  # the renewal and the read of the key both answered this tick
+    renewal_age_s: float | None  # since our last successful lease renewal was sent; None: never renewed
+    lease_ttl_s: float | None  # L, as etcd granted it; None: no lease yet
+    holder: str | None = None  # the node the key names (last read); None: nobody
+    holds: bool = False  # the key names this node and is bound to its live lease
+
+
+@dataclass(frozen=True)
 class Observation:
     """Everything one tick learned from the outside world; the edges fill it in, bounded by T."""
 
@@ -69,6 +81,7 @@ class Observation:
     peer: PeerView | None = None  # None: the state exchange with the peer arbiter failed
     lan_ok: bool | None = None  # None: no LAN probes configured, the check is off
     vip_node: str | None = None  # node the VIP routed /whoami to; None: not checked or no answer
+    witness: WitnessView | None = None  # None: no witness configured (HS_WITNESS_URL empty)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The failover rules R1-R8 and R11 as pure functions of state, observations and settings.
+"""The failover rules R1-R8, R11 and the witness's R12 as pure functions of state, observations and settings.
 
 Nothing here does I/O, reads a clock or sleeps: the arbiter's tick and the simulator call the same
 code. Each function returns a ``Decision`` whose ``reason`` is the sentence that goes verbatim into
@@ -16,6 +16,7 @@ from hotstandby.model import (
     PeerView,
     Rank,
     Role,
+    WitnessView,
     rank_of,
 )
 from hotstandby.settings import ClusterSettings
@@ -96,8 +97,8 @@ def observe(state: NodeState, obs: Observation) -> tuple[NodeState, tuple[str, .
 def decide(state: NodeState, obs: Observation, settings: ClusterSettings) -> Decision:
     """One tick: fold in what was observed, then apply the first rule that fires."""
     seen, log = observe(state, obs)
-    decision = _rules(seen, obs, settings)
-    check_invariants(state, decision, settings)
+    decision = _witness_gate(seen, obs, settings, _rules(seen, obs, settings))
+    check_invariants(state, decision, settings, obs)
     return Decision(decision.state, decision.reason, decision.actions, decision.rule, log)
 
 
@@ -117,6 +118,14 @@ def _rules(s: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
     live = obs.peer  # the peer as it answered this tick, if it did
 
     if s.role is Role.ACTIVE:
+        w = obs.witness
+        if w is not None and w.reachable and w.holder == peer:
+            return demote(s, rule="R12", cause=Cause.WITNESS,
+                          why=f"the witness names {peer} ACTIVE: it holds the key, {me} does not")
+        if w is not None and witness_lost(w, cfg) and not peer_confirms_standby(obs):
+            return demote(s, rule="R12", cause=Cause.WITNESS,
+                          why=f"witness lost: {_renewal_words(w, cfg)}, and {peer} does not confirm STANDBY; "
+                              "stepping down before the lease can expire")
         if s.lan_failures >= n:
             return demote(s, rule="R5", cause=Cause.LAN_LOST,
                           why=f"LAN lost: all LAN probes failed {s.lan_failures} consecutive times")
@@ -132,7 +141,10 @@ def _rules(s: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
         ):
             return demote(s, rule="R3", cause=Cause.FAILBACK, handover=True,
                           why=f"failback: {peer} healthy for {s.peer_successes} consecutive probes")
-        return Decision(s, f"no action: {me} is ACTIVE ({s.rank}), epoch {s.epoch}, {_peer_words(s, n)}")
+        failsafe = ""
+        if w is not None and witness_lost(w, cfg):
+            failsafe = f"; failsafe: witness lost ({_renewal_words(w, cfg)}) but {peer} confirms STANDBY"
+        return Decision(s, f"no action: {me} is ACTIVE ({s.rank}), epoch {s.epoch}, {_peer_words(s, n)}{failsafe}")
 
     # STANDBY from here on.
     if not lan_now:
@@ -155,6 +167,58 @@ def _rules(s: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
             return promote(s, rule="R6", cause=Cause.NO_ACTIVE, demote_peer=False,
                            why=f"no ACTIVE server: {peer} is STANDBY and cannot be ACTIVE")
     return Decision(s, f"no action: {me} is STANDBY ({s.rank}), epoch {s.epoch}, {_peer_words(s, n)}")
+
+
+def witness_lost(w: WitnessView, cfg: ClusterSettings) -> bool:
+    """R12: the last successful renewal is L − I old (or there never was one): the next tick may be too late."""
+    if w.renewal_age_s is None or w.lease_ttl_s is None:
+        return True
+    return w.renewal_age_s >= w.lease_ttl_s - cfg.heartbeat_interval_s
+
+
+def peer_confirms_standby(obs: Observation) -> bool:
+    """The failsafe: the peer said, over the direct link and on this very tick, that it is STANDBY."""
+    return obs.peer is not None and obs.peer.role is Role.STANDBY
+
+
+def _renewal_words(w: WitnessView, cfg: ClusterSettings) -> str:
+    if w.renewal_age_s is None or w.lease_ttl_s is None:
+        return "no lease renewed yet"
+    return (f"last lease renewal {w.renewal_age_s:.2f} s ago, L − I = "
+            f"{w.lease_ttl_s - cfg.heartbeat_interval_s:g} s")
+
+
+def _witness_gate(s: NodeState, obs: Observation, cfg: ClusterSettings, d: Decision) -> Decision:
+    """R12: a STANDBY promotes only when it may take the key: the witness answers and no peer holds it.
+
+    The take itself is a transaction at the edge (it may still fail there); this spares the tick a
+    doomed attempt and says why in the tick's sentence."""
+    w = obs.witness
+    if w is None or not cfg.enabled or s.role is Role.ACTIVE or d.state.role is not Role.ACTIVE:
+        return d
+    if not w.reachable:
+        why = "the witness is unreachable"
+    elif w.holder == s.peer_id:
+        why = f"the witness key is held by {s.peer_id} (its lease has not expired)"
+    else:
+        return d
+    return Decision(s, f"no action: {s.node_id} would take ACTIVE ({d.rule}) but {why}: no promotion without the key")
+
+
+def with_witness_epoch(d: Decision, epoch: int) -> Decision:
+    """A promotion whose key was taken: the epoch becomes the fencing token the witness wrote."""
+    if epoch < d.state.epoch:
+        raise InvariantError(f"witness epoch {epoch} below the promotion's {d.state.epoch}")
+    return Decision(d.state.evolve(epoch=epoch), d.reason, d.actions, d.rule, d.log)
+
+
+def witness_refused(kept: NodeState, d: Decision, why: str) -> Decision:
+    """A promotion whose key could not be taken does not happen: ``kept`` is the state without it (for a
+    tick, what it observed: ``observe(before, obs)[0]``, so the failure counts go on)."""
+    if kept.role is not Role.STANDBY:
+        raise InvariantError("only a STANDBY is refused a promotion")
+    return Decision(kept, f"no action: {kept.node_id} would take ACTIVE ({d.rule}) but cannot take the witness "
+                          f"key: {why}", (), None, d.log)
 
 
 def _steps_down_on_dual(s: NodeState, cfg: ClusterSettings) -> bool:
@@ -204,9 +268,16 @@ def restart_state(node_id: str, stored_epoch: int, maintenance: bool) -> NodeSta
                      maintenance=maintenance)
 
 
-def check_invariants(before: NodeState, d: Decision, cfg: ClusterSettings) -> None:
+def check_invariants(before: NodeState, d: Decision, cfg: ClusterSettings, obs: Observation | None = None) -> None:
     """Raise InvariantError when a decision breaks a rule the core must never break."""
     after = d.state
+    w = obs.witness if obs is not None else None
+    paused = before.maintenance or not cfg.enabled  # R11 and standalone: no automatic switch at all
+    if (w is not None and obs is not None and not paused and before.role is Role.ACTIVE
+            and after.role is Role.ACTIVE and witness_lost(w, cfg) and not peer_confirms_standby(obs)):
+        raise InvariantError("stayed ACTIVE with the witness lost and no STANDBY peer to vouch for it")
+    if w is not None and not paused and before.role is Role.STANDBY and after.role is Role.ACTIVE and not w.reachable:
+        raise InvariantError("promoted while the witness was unreachable")
     if after.epoch < before.epoch:
         raise InvariantError(f"epoch went back from {before.epoch} to {after.epoch}")
     if Action.START_CTI in d.actions and after.role is not Role.ACTIVE:
@@ -240,4 +311,7 @@ __all__ = [
     "on_role_command",
     "promote",
     "restart_state",
+    "with_witness_epoch",
+    "witness_lost",
+    "witness_refused",
 ]

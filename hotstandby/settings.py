@@ -173,6 +173,14 @@ class NodeSettings(BaseModel):
     tls_ca_file: str = ""
     log_level: str = "INFO"
 
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster_name(cls, v: str) -> str:
+        # It becomes a path segment of the witness key, /hotstandby/<cluster>/active.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", v):
+            raise ValueError("must be 1-63 letters, digits, '.', '_' or '-' (it names the witness key)")
+        return v
+
     @field_validator("local_address")
     @classmethod
     def _local(cls, v: str) -> str:
@@ -180,6 +188,18 @@ class NodeSettings(BaseModel):
         if v and not is_valid_host(v):
             raise ValueError("must be a valid host name or IP address")
         return v
+
+    @field_validator("witness_url")
+    @classmethod
+    def _witness(cls, v: str) -> str:
+        """SPEC 12: ``http://host:2379[,http://host2:2379]``; empty means no witness."""
+        items = [item.strip().rstrip("/") for item in v.split(",") if item.strip()]
+        for item in items:
+            scheme, sep, rest = item.partition("://")
+            if scheme not in ("http", "https") or not sep:
+                raise ValueError(f"{item!r}: each endpoint must be http://host:port or https://host:port")
+            split_host_port(rest.rsplit("@", 1)[-1], default_port=2379)
+        return ",".join(items)
 
     @property
     def peer_id(self) -> str:

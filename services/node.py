@@ -32,6 +32,7 @@ from hotstandby.model import Role
 from hotstandby.settings import ClusterSettings, NodeSettings, SettingsError, check_startable
 from hotstandby.store import Store, StoreError
 from hotstandby.tls import client_context
+from hotstandby.witness import EtcdWitness
 from services.arbiter.app import create_app as create_arbiter_app
 from services.arbiter.config import ConfigBook
 from services.arbiter.heartbeat import Arbiter
@@ -236,8 +237,10 @@ async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter:
     if with_arbiter:
         peer = PeerClient(node, lambda: n.config.current)
         cti = _LocalCti(n.cti) if n.cti else _RemoteCti(n, lambda: n.arbiter.state.role if n.arbiter else Role.STANDBY)
+        witness = (EtcdWitness(node.witness_url, cluster=node.cluster_name, node_id=node.node_id)
+                   if node.witness_url.strip() else None)
         n.arbiter = Arbiter(node=node, store=n.store, ftlog=n.ftlog, metrics=ArbiterMetrics(node.node_id),
-                            config=n.config, hlc=n.hlc, peer=peer, cti=cti)
+                            config=n.config, hlc=n.hlc, peer=peer, cti=cti, witness=witness)
         n.servers.append(_server(create_arbiter_app(n.arbiter), node, cfg.arbiter_port))
     n.ftlog.write("Arbiter" if with_arbiter else "Monitor",
                   f"Starting {node.node_id} ({node.rank}) as STANDBY, epoch "
@@ -308,5 +311,7 @@ async def _shutdown(n: Node, tasks: list[asyncio.Task[Any]]) -> None:
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 2.0)
     if n.arbiter:
         await n.arbiter.peer.aclose()
+        if n.arbiter.witness:
+            await n.arbiter.witness.aclose()
     n.ftlog.write("Arbiter" if n.arbiter else "Monitor", f"Stopped {n.node.node_id}")
     n.store.close()

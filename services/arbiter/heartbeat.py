@@ -24,9 +24,10 @@ from hotstandby import rules
 from hotstandby.ftlog import FaultTolerantLog
 from hotstandby.hlc import HybridClock, Timestamp
 from hotstandby.metrics import ArbiterMetrics
-from hotstandby.model import Action, Cause, Decision, NodeState, Observation, PeerView, Role, rank_of
+from hotstandby.model import Action, Cause, Decision, NodeState, Observation, PeerView, Role, WitnessView, rank_of
 from hotstandby.settings import ClusterSettings, NodeSettings
 from hotstandby.store import Store, StoreError
+from hotstandby.witness import NOT_CONTACTED, Witness, WitnessReport, lease_ttl_request
 from services.arbiter import probes
 from services.arbiter.config import ConfigBook
 from services.arbiter.peer import CallResult, PeerClient
@@ -72,8 +73,10 @@ class Arbiter:
     def __init__(self, *, node: NodeSettings, store: Store, ftlog: FaultTolerantLog, metrics: ArbiterMetrics,
                  config: ConfigBook, hlc: HybridClock, peer: PeerClient, cti: CtiControl,
                  vip: probes.VipProbe | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+                 wall: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 witness: Witness | None = None) -> None:
         self.node, self.store, self.ftlog, self.metrics = node, store, ftlog, metrics
+        self.witness = witness  # SPEC 12; None: no witness, the pair alone decides (HS_WITNESS_URL empty)
         self.config, self.hlc, self.peer, self.cti = config, hlc, peer, cti
         self.vip = vip or probes.VipProbe(node)
         self.clock, self.wall = clock, wall
@@ -89,6 +92,7 @@ class Arbiter:
         self.started = clock()
         self.last_tick_done: float | None = None
         self.last_reason = "starting: STANDBY until the first tick decides"
+        self.applied: Decision | None = None  # the last decision _commit_and_apply carried out (after the witness)
         self.lan_ok: bool | None = None
         self.skew_s: float | None = None
         self.peer_digest: str | None = None
@@ -142,8 +146,9 @@ class Arbiter:
         before = self.version
         started = self.clock()
         await asyncio.to_thread(self._check_store)  # an fsync must not stall the loop and its HTTP
-        probe, exchanged, lan, vip = await asyncio.gather(
-            self.peer.probe(), self._exchange_full(cfg), probes.lan_ok(cfg), self.vip.where(cfg)
+        probe, exchanged, lan, vip, _ = await asyncio.gather(
+            self.peer.probe(), self._exchange_full(cfg), probes.lan_ok(cfg), self.vip.where(cfg),
+            self._renew_witness(cfg),
         )
         view = exchanged.view
         self.metrics.probe_seconds.labels(self.node.node_id).observe(probe.seconds)
@@ -164,12 +169,17 @@ class Arbiter:
                 # may predate it (e.g. the peer's promotion after a switch), so do not act on it.
                 decision = Decision(self.state, "no action: a command changed the pair while this tick observed")
             else:
+                # The renewal's age is taken now, right before deciding, not when the tick began.
+                obs = replace(obs, witness=self._witness_view())
                 decision = rules.decide(self.state, obs, cfg)
                 if self.store_problem and decision.state.role is Role.ACTIVE:
                     decision = self._cannot_persist(decision)
                 for line in decision.log:
                     self.ftlog.write("Arbiter", line)
-                await self._commit_and_apply(decision)
+                # A refused promotion keeps what this tick observed (the failure counts go on).
+                await self._commit_and_apply(decision, kept=rules.observe(self.state, obs)[0])
+                decision = self.applied or decision
+                await self._tend_key()
         self.last_reason = decision.reason
         self.last_tick_done = self.clock()
         self.metrics.tick_seconds.labels(self.node.node_id).observe(self.last_tick_done - started)
@@ -201,7 +211,9 @@ class Arbiter:
             self.store_problem = str(exc)
 
     # -- commit, then apply ------------------------------------------------------------------
-    async def _commit_and_apply(self, d: Decision, *, promote_timeout: float | None = None) -> CallResult | None:
+    async def _commit_and_apply(self, d: Decision, *, promote_timeout: float | None = None,
+                                kept: NodeState | None = None) -> CallResult | None:
+        d = self.applied = await self._take_key(d, kept or self.state)
         old, new = self.state, d.state
         durable = (new.role, new.epoch, new.cause) != (old.role, old.epoch, old.cause)
         if durable:
@@ -228,6 +240,8 @@ class Arbiter:
         for action in d.actions:
             if action in (Action.START_CTI, Action.STOP_CTI):
                 await self.cti.converge()
+                if action is Action.STOP_CTI and new.role is Role.STANDBY:
+                    await self._release_key()  # our CTI is down: the peer may take the key (handover)
             elif action is Action.DEMOTE_PEER:
                 await self._command_peer(Role.STANDBY, new.epoch, new.cause, _why(d))
             elif action is Action.PROMOTE_PEER:
@@ -258,12 +272,92 @@ class Arbiter:
             self.state = self.state.evolve(peer=replace(old, role=role, epoch=epoch))
             self.version += 1
 
+    # -- the witness (SPEC 12) -----------------------------------------------------------------
+    def _witness_on(self) -> bool:
+        return self.witness is not None and self.cluster.enabled
+
+    async def _renew_witness(self, cfg: ClusterSettings) -> WitnessReport | None:
+        """Keep our lease alive every tick and read the key; log and count when the witness is lost or found."""
+        if self.witness is None or not cfg.enabled:
+            return None
+        was = self.witness.last()
+        report = await self.witness.renew(lease_ttl_request(cfg.failures_to_switch, cfg.heartbeat_interval_s),
+                                          cfg.heartbeat_timeout_s)
+        self._witness_transition(was, report)
+        return report
+
+    def _witness_transition(self, was: WitnessReport, now: WitnessReport) -> None:
+        first = was.detail == NOT_CONTACTED
+        if now.reachable and (first or not was.reachable):
+            line = (f"Witness found: {self.witness.url if self.witness else ''}, lease TTL {now.lease_ttl_s:g} s, "
+                    f"key held by {now.holder or 'nobody'}")
+            self.ftlog.write("Arbiter", line)
+            log.info(line)
+        elif not now.reachable and (first or was.reachable):
+            line = f"Witness lost: {now.detail}"
+            self.ftlog.write("Arbiter", line)
+            log.warning(line)
+        self.metrics.witness_up.labels(self.node.node_id).set(1 if now.reachable else 0)
+
+    def _witness_view(self) -> WitnessView | None:
+        if not self._witness_on():
+            return None
+        assert self.witness is not None
+        r = self.witness.last()
+        age = None if r.renewed_at is None else max(0.0, self.clock() - r.renewed_at)
+        return WitnessView(reachable=r.reachable, renewal_age_s=age, lease_ttl_s=r.lease_ttl_s, holder=r.holder,
+                           holds=r.holds)
+
+    async def _take_key(self, d: Decision, kept: NodeState) -> Decision:
+        """Every promotion, whatever its path (tick, peer command, switch), first takes the key in one
+        transaction; the epoch becomes the revision it was taken at. No key, no promotion."""
+        if not self._witness_on() or d.state.role is not Role.ACTIVE or self.state.role is Role.ACTIVE:
+            return d
+        assert self.witness is not None
+        taken = await self.witness.take(d.state.epoch, self.cluster.heartbeat_timeout_s)
+        if taken.ok:
+            self.ftlog.write("Arbiter", f"Witness key {taken.detail}, epoch {taken.epoch}")
+            return rules.with_witness_epoch(d, taken.epoch)
+        refused = rules.witness_refused(kept, d, taken.detail)
+        if self.last_reason != refused.reason:  # once per streak, not once a tick
+            self.ftlog.write("Arbiter", refused.reason)
+        log.warning(refused.reason)
+        return refused
+
+    async def _release_key(self) -> None:
+        if self._witness_on():
+            assert self.witness is not None
+            # Bounded by 1 s as well: R10's handover must finish within 2 s whatever T is.
+            if not await self.witness.release(min(self.cluster.heartbeat_timeout_s, 1.0)):
+                self.ftlog.write("Arbiter", "Witness key not released (unreachable): the peer waits for our lease "
+                                            "to expire")
+
+    async def _tend_key(self) -> None:
+        """After a tick's decision: an ACTIVE whose key vanished (its lease lapsed during an outage it rode
+        out on the failsafe) takes it back; a STANDBY never holds it (a release that failed, a previous life)."""
+        if not self._witness_on():
+            return
+        assert self.witness is not None
+        r, s = self.witness.last(), self.state
+        if not r.reachable:
+            return
+        if s.role is Role.ACTIVE and r.holder is None:
+            taken = await self.witness.reassert(s.epoch, self.cluster.heartbeat_timeout_s)
+            self.ftlog.write("Arbiter", f"Witness key re-taken while ACTIVE (epoch {s.epoch})" if taken.ok
+                             else f"Witness key not re-taken: {taken.detail}")
+        elif s.role is Role.STANDBY and r.holder == s.node_id:
+            await self._release_key()
+
     def cluster_epoch(self) -> int:
         return max(self.state.epoch, self.state.peer.epoch if self.state.peer else 0)
 
     # -- the state exchange ------------------------------------------------------------------
     def can_be_active(self) -> bool:
-        return self.lan_ok is not False and self.store_problem is None and self.cluster.enabled
+        # Before the first renewal the witness is not known to be down: saying so would let the peer's R6
+        # take ACTIVE from a primary that is merely starting (a take that fails is refused safely anyway).
+        last = self.witness.last() if self.witness is not None else None
+        witness_ok = not self._witness_on() or (last is not None and (last.reachable or last.detail == NOT_CONTACTED))
+        return self.lan_ok is not False and self.store_problem is None and self.cluster.enabled and witness_ok
 
     def view(self) -> dict[str, Any]:
         """What this node tells its peer about itself on every exchange (both directions)."""
@@ -417,7 +511,9 @@ class Arbiter:
                                       f"{self.node.peer_id})", can_be_active=self.can_be_active())
             await self._commit_and_apply(d)
             if role is Role.ACTIVE and self.state.role is not Role.ACTIVE:
-                raise rules.StaleCommand("the role could not be persisted")
+                applied = self.applied
+                raise rules.StaleCommand(applied.reason if applied and applied.reason.startswith("no action")
+                                         else "the role could not be persisted")
             return self.state
 
     async def switch(self, target: str, *, force: bool, who: str) -> NodeState:
@@ -449,7 +545,8 @@ class Arbiter:
         d = rules.promote(self.state, rule="R7", cause=Cause.MANUAL, why=why, demote_peer=False, epoch=known + 1)
         await self._commit_and_apply(d)
         if self.state.role is not Role.ACTIVE:
-            raise SwitchRefused(f"cannot take ACTIVE: {self.store_problem}")
+            applied = self.applied
+            raise SwitchRefused(f"cannot take ACTIVE: {self.store_problem or (applied.reason if applied else '')}")
         return self.state
 
     async def _switch_to_peer(self, peer: str, who: str) -> NodeState:
@@ -545,5 +642,13 @@ class Arbiter:
             "clock_skew_s": None if self.skew_s is None else round(self.skew_s, 4),
             "config_digest": self.config.digest(),
             "config_replicated": self.peer_digest == self.config.digest(),
-            "witness": None,
+            "witness": self._witness_status(),
         }
+
+    def _witness_status(self) -> dict[str, Any] | None:
+        if self.witness is None:
+            return None
+        r, view = self.witness.last(), self._witness_view()
+        return {"url": self.witness.url, "reachable": r.reachable, "holder": r.holder, "lease_ttl_s": r.lease_ttl_s,
+                "holds": r.holds, "renewal_age_s": None if view is None or view.renewal_age_s is None
+                else round(view.renewal_age_s, 3), "detail": r.detail}

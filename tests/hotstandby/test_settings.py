@@ -324,3 +324,24 @@ def test_secrets_never_in_repr_or_errors() -> None:
     with pytest.raises(SettingsError) as info:
         node_from_env({"HS_PEER_SECRET": "peer-XYZZY", "HS_NODE_ID": "nobody"})
     assert "XYZZY" not in str(info.value)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("", ""), ("http://127.0.0.1:2379", "http://127.0.0.1:2379"),
+    (" http://10.0.0.5:2379/ , https://etcd2.lan:2379", "http://10.0.0.5:2379,https://etcd2.lan:2379"),
+])
+def test_witness_url_takes_a_comma_separated_endpoint_list(raw: str, expected: str) -> None:
+    """HS_WITNESS_URL (SPEC 12): http(s) endpoints, comma-separated, normalised; empty means no witness."""
+    assert expected == node_from_env({"HS_WITNESS_URL": raw}).witness_url
+
+
+@pytest.mark.parametrize(("env", "variable"), [
+    ({"HS_WITNESS_URL": "127.0.0.1:2379"}, "HS_WITNESS_URL"), ({"HS_WITNESS_URL": "ftp://h:1"}, "HS_WITNESS_URL"),
+    ({"HS_WITNESS_URL": "http://bad host:2379"}, "HS_WITNESS_URL"),
+    ({"HS_CLUSTER_NAME": "a/b"}, "HS_CLUSTER_NAME"), ({"HS_CLUSTER_NAME": ""}, "HS_CLUSTER_NAME"),
+])
+def test_bad_witness_settings_are_refused_naming_the_variable(env: dict[str, str], variable: str) -> None:
+    """A witness URL that is not http(s)://host:port, or a cluster name that cannot be a key segment, is refused."""
+    with pytest.raises(SettingsError) as info:
+        node_from_env(env)
+    assert str(info.value).startswith(f"{variable}: ")

@@ -267,6 +267,11 @@ class Lab:
         if both:
             self.cut(dst, src, both=False)
 
+    def cut_port(self, src: str, dst: str, port: int) -> None:
+        """Drop TCP from ``src`` to ``dst:port`` only (one service of a host, e.g. the witness's etcd)."""
+        self._ipt(src, "-A", "OUTPUT", "-p", "tcp", "-d", self.addr(dst), "--dport", str(port), "-j", "DROP")
+        self._ipt(dst, "-A", "INPUT", "-p", "tcp", "-s", self.addr(src), "--dport", str(port), "-j", "DROP")
+
     def loss(self, a: str, b: str, probability: float) -> None:
         """Drop a random share of the packets between ``a`` and ``b``, each direction independently."""
         p = f"{probability:.4f}"
