@@ -7,7 +7,6 @@ does not depend on the services at import time. Errors are one line on stderr an
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import ssl
@@ -24,7 +23,6 @@ from hotstandby.settings import (
     ClusterSettings,
     SettingsError,
     cluster_from_env,
-    node_from_env,
     validate_cluster,
 )
 from hotstandby.tls import client_context
@@ -94,18 +92,11 @@ def _print_json(data: Any) -> None:
 
 # -- services ---------------------------------------------------------------------------------
 def _run_service(with_arbiter: bool, with_monitor: bool) -> None:
-    from services.node import StartupError, serve
+    # `hotstandby node` alone never gets here (hotstandby.cli.main runs it without typer); this is
+    # the same service for `python -m hotstandby.cli.app node` and the like.
+    from hotstandby.cli.serve import run
 
-    setup_logging(os.environ.get("HS_LOG_LEVEL", "INFO"))
-    try:
-        node = node_from_env()
-        cluster = cluster_from_env()
-        code = asyncio.run(serve(node, cluster, with_arbiter=with_arbiter, with_monitor=with_monitor))
-    except SettingsError as exc:
-        fail(f"refusing to start: {exc}", 2)
-    except StartupError as exc:
-        fail(str(exc), exc.status)
-    raise typer.Exit(code)
+    raise typer.Exit(run(with_arbiter, with_monitor))
 
 
 @app.command()

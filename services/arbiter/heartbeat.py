@@ -36,6 +36,7 @@ log = logging.getLogger("hotstandby.arbiter")
 
 CTI_CONNECT_S = 0.5  # the vendor's typical CTI manager connect time, part of the expected delay
 SKEW_LOG_S = 1.0
+PROMOTE_ANSWER_S = 1.0  # the least a "take ACTIVE" command waits for its answer (see _command_peer)
 
 
 class CtiControl(Protocol):
@@ -252,8 +253,14 @@ class Arbiter:
     async def _command_peer(self, role: Role, epoch: int, cause: Cause, reason: str,
                             timeout: float | None = None) -> CallResult:
         cfg = self.cluster
+        if timeout is None:
+            # Asking the peer to take ACTIVE waits at least PROMOTE_ANSWER_S: a loaded peer that persists
+            # and answers in 0.15 s at T = 0.1 s has taken ACTIVE, and reading that as "no" (then taking
+            # ACTIVE back) would leave both ACTIVE until R4. Telling it to stand down stays bounded by T:
+            # a promotion must not wait on a peer that may be gone.
+            timeout = max(cfg.heartbeat_timeout_s, PROMOTE_ANSWER_S) if role is Role.ACTIVE else cfg.heartbeat_timeout_s
         r = await self.peer.role({"role": role.value, "epoch": epoch, "cause": cause.value, "reason": reason},
-                                 timeout or cfg.heartbeat_timeout_s)
+                                 timeout)
         peer = self.node.peer_id
         if r.ok:
             self._peer_confirmed(r.body)
@@ -589,7 +596,9 @@ class Arbiter:
             if cfg.enabled and s.role is Role.ACTIVE:
                 d = rules.demote(s, rule="R10", cause=Cause.SHUTDOWN, handover=healthy_peer,
                                  why=f"graceful stop{f': handing ACTIVE to {s.peer_id}' if healthy_peer else ''}")
-                await self._commit_and_apply(d, promote_timeout=min(cfg.heartbeat_timeout_s, 1.5))
+                # Capped at 1.5 s: R10 wants the peer ACTIVE within 2 s whatever T is.
+                answer_s = min(max(cfg.heartbeat_timeout_s, PROMOTE_ANSWER_S), 1.5)
+                await self._commit_and_apply(d, promote_timeout=answer_s)
             await self.cti.converge()
         finally:
             self.lock.release()

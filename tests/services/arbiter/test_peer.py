@@ -130,27 +130,29 @@ def test_an_attempt_that_misses_t_keeps_its_connection_for_the_next_probes() -> 
     and the late attempt is left to finish, so its connection is reused instead of a new handshake."""
     async def handler(n: int) -> bytes | None:
         if n == 1:
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(1.2)
         return http(200, "OK")
 
-    async def run() -> tuple[list[bool], list[int]]:
+    async def run() -> tuple[list[bool], int, int]:
         connections: list[int] = []
         server, port = await serve(handler, connections)
-        peer = client(port, timeout=0.2)
+        peer = client(port, timeout=1.0)
         try:
             first = await peer.probe()
             deadline = time.monotonic() + 5
             while any(c.busy for c in peer._monitor._conns) and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)  # the late attempt gets its answer
+            after_first = len(connections)
             later = [await peer.probe() for _ in range(5)]
         finally:
             await peer.aclose()
             server.close()
-        return [first.ok, *(r.ok for r in later)], connections
+        return [first.ok, *(r.ok for r in later)], after_first, len(connections)
 
-    oks, connections = asyncio.run(run())
+    oks, after_first, total = asyncio.run(run())
     assert all(oks)
-    assert len(connections) == 2  # the slow one and its hedge, both kept and reused
+    assert 2 <= after_first <= 3  # the slow attempt and its hedge (a loaded machine may hedge once more)
+    assert total == after_first  # no new handshake: the late attempt's connection was kept
 
 
 def test_the_exchange_is_hedged_and_says_which_payload_was_answered() -> None:
