@@ -156,24 +156,36 @@ def test_an_attempt_that_misses_t_keeps_its_connection_for_the_next_probes() -> 
 
 
 def test_the_exchange_is_hedged_and_says_which_payload_was_answered() -> None:
-    """The second channel is hedged too; each attempt is made afresh (own signature and send time)."""
-    async def handler(n: int) -> bytes | None:
-        body = json.dumps({"attempt": n})
-        return None if n == 1 else (f"HTTP/1.1 200 X\r\ncontent-length: {len(body)}\r\n"
-                                    f"content-type: application/json\r\n\r\n{body}").encode()
+    """The second channel is hedged too; each attempt is made afresh (own signature and send time),
+    and the result carries the payload its answer replies to."""
+    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                sent = json.loads(await reader.readexactly(length))
+                if sent["made"] == 1:
+                    await asyncio.sleep(3600)  # the first attempt is swallowed by the network
+                body = json.dumps({"echo": sent["made"]})
+                writer.write(f"HTTP/1.1 200 X\r\ncontent-length: {len(body)}\r\n"
+                             f"content-type: application/json\r\n\r\n{body}".encode())
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
 
     async def run() -> CallResult:
-        server, port = await serve(handler)
-        cfg = ClusterSettings(server1_address="127.0.0.2", server2_address="127.0.0.1", arbiter_port=port,
-                              heartbeat_interval_s=1, heartbeat_timeout_s=0.4)
+        server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+        cfg = ClusterSettings(server1_address="127.0.0.2", server2_address="127.0.0.1",
+                              arbiter_port=server.sockets[0].getsockname()[1],
+                              heartbeat_interval_s=2.0, heartbeat_timeout_s=2.0)
         peer = PeerClient(NodeSettings(node_id="server1", peer_secret="s"), lambda: cfg)
         made = iter(range(1, 100))
         try:
-            return await peer.exchange(lambda: {"made": next(made)}, 0.4)
+            return await peer.exchange(lambda: {"made": next(made)}, 2.0)
         finally:
             await peer.aclose()
             server.close()
 
     r = asyncio.run(run())
-    assert r.ok and r.body == {"attempt": 2}
-    assert r.sent == {"made": 2}
+    assert r.ok
+    assert r.sent["made"] != 1 and r.body == {"echo": r.sent["made"]}
