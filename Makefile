@@ -51,7 +51,7 @@ run: venv
 
 # No `|| true`, no pipe: pytest's exit status is make's (5, "no tests collected", fails too).
 # Four workers on two cores: most integration tests wait on real nodes, so they overlap well.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 test: venv
 	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 

@@ -126,7 +126,9 @@ def test_sigterm_hands_the_key_over_within_2_s(wpair: Pair, etcd: Etcd) -> None:
     wpair.nodes["server1"].signal(signal.SIGTERM)
     wait_until(lambda: wpair.ft("server2") == 200, 3.0, "server2 ACTIVE")
     assert time.monotonic() - t0 <= 2.5
-    assert key_holder(etcd) == "server2"
+    # Once seen on a loaded CI machine: the key briefly absent after the handover, re-taken by
+    # server2's next tick (an ACTIVE whose key vanished takes it back).
+    wait_until(lambda: key_holder(etcd) == "server2", 3.0, "server2 holding the key")
 
 
 def test_a_forced_switch_cannot_take_a_key_the_frozen_active_still_holds(wpair: Pair, etcd: Etcd) -> None:
