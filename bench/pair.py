@@ -158,24 +158,22 @@ class BenchPair:
         return sum(1 for ln in self.pair.nodes[node].ftlog().splitlines()
                    if (m := SWITCH_RE.match(ln)) and m.group(2) == "PRIMARY")
 
-    def steady(self, vip: VipClient | None = None, timeout: float = 30, follow: bool = True) -> None:
-        """Wait for: the ACTIVE as expected, its peer STANDBY and seen healthy, CTI only on the ACTIVE,
-        and (with a client running) the VIP routing to the ACTIVE. ``follow``: whichever node ends up
-        ACTIVE will do (a pair just started on a loaded machine may still change its mind once, when
-        a slow first answer counted as a failure)."""
+    def steady(self, vip: VipClient | None = None, timeout: float = 30) -> None:
+        """Wait for one node ACTIVE with CTI (it becomes ``self.active``), its peer STANDBY, both seen
+        healthy, and (with a client running) the VIP routing to the ACTIVE. Whichever node is ACTIVE
+        will do: a pair just started on a loaded machine may change its mind once, when a slow first
+        answer counted as a failure."""
 
         def ok() -> bool:
-            if follow:
-                roles = {n: self.status(n)["local"]["role"] for n in PEER}
-                self.active = next((n for n, r in roles.items() if r == "ACTIVE"), self.active)
-            a, s = self.active, PEER[self.active]
-            sa, ss = self.status(a), self.status(s)
-            return (sa["local"]["role"] == "ACTIVE" and ss["local"]["role"] == "STANDBY"
-                    and sa["local"]["consecutive_successes"] >= 1 and ss["local"]["consecutive_successes"] >= 1
+            local = {n: self.status(n)["local"] for n in PEER}
+            self.active = next((n for n, v in local.items() if v["role"] == "ACTIVE"), self.active)
+            a = self.active
+            sa, ss = local[a], local[PEER[a]]
+            return (sa["role"] == "ACTIVE" and ss["role"] == "STANDBY"
+                    and sa["consecutive_successes"] >= 1 and ss["consecutive_successes"] >= 1
                     and [h["node_id"] for h in self.holders()] == [a])
 
-        wait_until(ok, timeout, "one node ACTIVE with CTI, the other STANDBY" if follow
-                   else f"{self.active} ACTIVE, {PEER[self.active]} STANDBY, CTI on {self.active}", interval=0.05)
+        wait_until(ok, timeout, "one node ACTIVE with CTI, the other STANDBY", interval=0.05)
         if vip is not None:
             wait_until(lambda: vip.routes_to(self.active), timeout, f"VIP routing to {self.active}", interval=0.05)
 

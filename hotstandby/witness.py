@@ -135,6 +135,7 @@ class EtcdWitness:
         self._lease_asked: int | None = None
         self._granted: float | None = None
         self._report = WitnessReport(reachable=False, detail=NOT_CONTACTED)
+        self._writes = 0  # our own key writes (take, reassert, release) so far
 
     @property
     def url(self) -> str:
@@ -212,7 +213,7 @@ class EtcdWitness:
     async def renew(self, ttl_s: int, timeout: float) -> WitnessReport:
         """Keep our lease alive (grant one when there is none, it lapsed, or L must change), read the key."""
         sent = self.clock()
-        prev = self._report
+        prev, writes = self._report, self._writes
         try:
             if self._lease is None or self._lease_asked != ttl_s:
                 await self._grant(ttl_s, timeout)
@@ -228,9 +229,12 @@ class EtcdWitness:
         except WitnessError as exc:
             self._report = WitnessReport(False, prev.renewed_at, prev.lease_ttl_s, prev.holder, False, str(exc))
             return self._report
-        holds = holder is not None and holder.node_id == self.node_id and holder.lease == self._lease
-        self._report = WitnessReport(True, sent, self._granted, holder.node_id if holder else None, holds,
-                                     "ok")
+        if self._writes != writes:  # a take or release landed while we read: keep what it wrote
+            holder_id, holds = self._report.holder, self._report.holds
+        else:
+            holder_id = holder.node_id if holder else None
+            holds = holder is not None and holder.node_id == self.node_id and holder.lease == self._lease
+        self._report = WitnessReport(True, sent, self._granted, holder_id, holds, "ok")
         return self._report
 
     # -- the key ------------------------------------------------------------------------------
@@ -262,8 +266,7 @@ class EtcdWitness:
                                  "modRevision": str(got)}, [self._put(new, self._lease)], timeout)
         except WitnessError as exc:
             return Taken(False, 0, f"the witness is unreachable ({exc})")
-        self._report = WitnessReport(True, self._report.renewed_at, self._report.lease_ttl_s, self.node_id, True,
-                                     "ok")
+        self._wrote(self.node_id)
         return Taken(True, new, f"took the witness key at revision {got}")
 
     async def release(self, timeout: float) -> bool:
@@ -276,8 +279,15 @@ class EtcdWitness:
         except WitnessError:
             return False
         if done is not None:
-            self._report = WitnessReport(True, self._report.renewed_at, self._report.lease_ttl_s, None, False, "ok")
+            self._wrote(None)
         return done is not None
+
+    def _wrote(self, holder: str | None) -> None:
+        """Our own write is the freshest word on the key; a renewal whose read began before it must
+        not put the older holder back (the tick would then re-take or release the key for nothing)."""
+        self._writes += 1
+        r = self._report
+        self._report = WitnessReport(True, r.renewed_at, r.lease_ttl_s, holder, holder == self.node_id, "ok")
 
 
 __all__ = [
