@@ -19,7 +19,7 @@ import time
 
 import httpx
 
-PY = [sys.executable, "-m", "hotstandby"]
+PY = [sys.executable, "-m", "cli"]
 S1, S2, VIP, MGR = "http://127.0.0.11", "http://127.0.0.12", "http://127.0.0.10:8080", "http://127.0.0.13:2748"
 
 

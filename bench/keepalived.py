@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tests.lab.netns import Lab
+from lab.netns import Lab
 
 VRID = 51
 PRIORITY = {"server1": 150, "server2": 100}

@@ -26,9 +26,9 @@ from bench.procs import cpu_seconds, pss_mb, rss_mb
 from bench.vipclient import VipClient
 from hotstandby.haproxy import check_timing, write_config
 from hotstandby.settings import ClusterSettings
-from tests.integration.harness import wait_until
-from tests.lab.labpair import PEER, LabPair
-from tests.lab.netns import Lab, wait_port
+from lab.labpair import PEER, LabPair
+from lab.netns import Lab, wait_port
+from lab.waiting import wait_until
 
 VIP_PORT, STATS_PORT = 80, 8404
 STAMP = r"^(\d{4}/\d\d/\d\d_\d\d:\d\d:\d\d:\d{3})"

@@ -40,7 +40,7 @@ from bench.pair import PROFILES, VENDOR, BenchPair, Profile, heartbeat_bytes
 from bench.procs import load_average, pss_mb, rss_mb
 from bench.report import goals, summary, tables
 from hotstandby import rules
-from tests.lab import netns
+from lab import netns
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

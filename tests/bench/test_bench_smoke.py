@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab import netns
+from lab import netns
 
 pytestmark = [pytest.mark.lab, pytest.mark.integration]
 

@@ -462,7 +462,7 @@ def test_cli_renders_the_hold_and_its_lua(tmp_path: Path) -> None:
     """`render hold-lua` prints the Lua; `render haproxy --hold-lua PATH` loads it; haproxy accepts both."""
     env = {"PATH": "/usr/bin:/bin", "HS_HEARTBEAT_INTERVAL_S": "0.2", "HS_HEARTBEAT_TIMEOUT_S": "0.2",
            "HS_FAILURES_TO_SWITCH": "3"}
-    cli = [sys.executable, "-m", "hotstandby", "render"]
+    cli = [sys.executable, "-m", "cli", "render"]
     root = Path(__file__).resolve().parents[2]
     lua = subprocess.run([*cli, "hold-lua"], capture_output=True, text=True, env=env, cwd=root, timeout=60)
     assert lua.returncode == 0, lua.stderr

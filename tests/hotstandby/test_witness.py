@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from hotstandby.witness import EtcdWitness, key_for, lease_ttl_request, public_url
-from tests.etcdproc import Etcd, running_etcd
-from tests.integration.harness import free_port
+from lab.etcd import ETCD, Etcd, running_etcd
+from lab.waiting import free_port
+from tests.needs import need
 
 KEY = key_for("test")
 # A budget, not a wait: a loaded machine's etcd may take a while to fsync a lease grant.
@@ -20,6 +21,7 @@ T = 5.0
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+    need(ETCD, "etcd-server")
     with running_etcd(tmp_path_factory.mktemp("etcd")) as e:
         yield e
 

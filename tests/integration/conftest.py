@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Pair, running_pair
+from lab.localpair import Pair, running_pair
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from hotstandby.peerauth import sign
-from tests.integration.harness import HOTSTANDBY, ROOT, SECRET, Pair, wait_until
+from lab.localpair import HOTSTANDBY, ROOT, SECRET, Pair
+from lab.waiting import wait_until
 
 
 @pytest.mark.parametrize("path", ["/IPSCFG/admin/monitor.aspx", "/monitor", "/ipscfg/ADMIN/Monitor.ASPX", "/MONITOR"])

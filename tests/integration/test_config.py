@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import Pair, running_pair, wait_until
+from lab.localpair import Pair, running_pair
+from lab.waiting import wait_until
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import HOTSTANDBY, ROOT, wait_until
+from lab.localpair import HOTSTANDBY, ROOT
+from lab.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not (shutil.which("haproxy") or Path("/usr/sbin/haproxy").exists()),
                                 reason="haproxy is not installed (.ci/run installs it)")

@@ -12,7 +12,8 @@ import time
 import httpx
 import pytest
 
-from tests.integration.harness import Pair, wait_until
+from lab.localpair import Pair
+from lab.waiting import wait_until
 
 MARGIN = 3.0  # seconds on top of a SPEC bound: startup of a loaded machine, not slack in the design
 
@@ -65,7 +66,7 @@ def test_restarted_server1_takes_active_back_with_auto_failback(started: Pair) -
 
 def test_without_auto_failback_server1_stays_standby_until_a_manual_switch(tmp_path) -> None:
     """R3 off: a restarted server1 stays STANDBY; a manual switch then moves ACTIVE back to it."""
-    from tests.integration.harness import running_pair
+    from lab.localpair import running_pair
 
     with running_pair(tmp_path, extra={"HS_AUTO_FAILBACK": "false"}) as p:
         p.start()
@@ -218,7 +219,7 @@ def test_every_log_line_is_in_the_vendor_format(started: Pair, node_id: str) -> 
 
 def test_application_error_fails_over_and_does_not_fail_back_onto_a_broken_node(tmp_path) -> None:
     """switch_on_application_error: server1's CTI crash-loops → IPSWS error → server2 takes over and keeps it."""
-    from tests.integration.harness import running_pair
+    from lab.localpair import running_pair
 
     with running_pair(tmp_path, extra={"HS_SWITCH_ON_APPLICATION_ERROR": "true"}) as p:
         p.nodes["server1"].env["HS_CTI_COMMAND"] = "python3 -c 'import sys; sys.exit(3)'"

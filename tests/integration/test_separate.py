@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.harness import HOTSTANDBY, ROOT, Pair, wait_until
+from lab.localpair import HOTSTANDBY, ROOT, Pair
+from lab.waiting import wait_until
 
 
 def test_separate_arbiter_and_monitor_follow_the_committed_role(pair: Pair, tmp_path: Path) -> None:

@@ -16,8 +16,10 @@ import httpx
 import pytest
 
 from hotstandby.witness import key_for
-from tests.etcdproc import Etcd, running_etcd
-from tests.integration.harness import Pair, running_pair, wait_until
+from lab.etcd import ETCD, Etcd, running_etcd
+from lab.localpair import Pair, running_pair
+from lab.waiting import wait_until
+from tests.needs import need
 
 MARGIN = 3.0
 CLUSTER = "itest"
@@ -26,6 +28,7 @@ L = 2.0  # what etcd grants for max(N·I, 1 s) = 1.5 s (its minimum is 2 s at th
 
 @pytest.fixture
 def etcd(tmp_path: Path) -> Iterator[Etcd]:
+    need(ETCD, "etcd-server")
     with running_etcd(tmp_path / "etcd") as e:
         yield e
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.lab import netns, report
-from tests.lab.labpair import LabPair
+from lab import netns
+from lab.labpair import LabPair
+from tests.lab import report
 from tests.lab.matrix import Row
 
 

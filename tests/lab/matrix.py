@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from tests.lab.labpair import ConfigLedger, LabPair
+from lab.labpair import ConfigLedger, LabPair
 
 FULL = os.environ.get("HS_LAB_FULL", "") not in ("", "0", "false")
 

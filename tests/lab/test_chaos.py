@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import wait_until
-from tests.lab.labpair import PEER, ConfigLedger, LabPair
+from lab.labpair import PEER, ConfigLedger, LabPair
+from lab.netns import skewed_clock
+from lab.waiting import wait_until
 from tests.lab.matrix import Row, lab_seconds, margin_for
-from tests.lab.netns import skewed_clock
 
 pytestmark = [pytest.mark.lab, pytest.mark.integration]
 
@@ -222,7 +222,7 @@ def test_peer_answering_just_under_t_never_switches(make_pair: MakePair, row: Ro
             port += 1
             routes.append(f"{infra}:{port}={lab.addr(dst)}:{target}")
             lab.redirect(src, dst, target, (infra, port))
-    lab.spawn("infra", [sys.executable, "-m", "tests.lab.tools", "delay",
+    lab.spawn("infra", [sys.executable, "-m", "lab.tools", "delay",
                         *routes, "--delay", str(delay)], log=pair.root / "proxy.out")
     wait_until(lambda: "ready" in (pair.root / "proxy.out").read_text(), 10, "the delaying proxy")
     pair.start()

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from tests.etcdproc import ETCD
-from tests.integration.harness import wait_until
-from tests.lab.labpair import ConfigLedger, LabPair
+from lab.etcd import ETCD
+from lab.labpair import ConfigLedger, LabPair
+from lab.netns import wait_port
+from lab.waiting import wait_until
 from tests.lab.matrix import Row, lab_seconds, margin_for
-from tests.lab.netns import wait_port
 
 pytestmark = [pytest.mark.lab, pytest.mark.integration]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import ROOT, SECRET, TOKEN, Pair, running_pair
+from lab.localpair import ROOT, SECRET, TOKEN, Pair, running_pair
 
 pytestmark = pytest.mark.integration
 

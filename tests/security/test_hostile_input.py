@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from hotstandby.peerauth import sign
-from tests.integration.harness import ADDR, SECRET, TOKEN, Pair, running_pair
+from lab.localpair import ADDR, SECRET, TOKEN, Pair, running_pair
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from hotstandby.peerauth import sign
-from tests.integration.harness import ADDR, running_pair, wait_until
+from lab.localpair import ADDR, running_pair
+from lab.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import ADDR, wait_until
+from lab.localpair import ADDR
+from lab.waiting import holds_for, wait_until
 from tests.security.pki import CertificateAuthority
-from tests.security.tlspair import TlsPair, holds_for, running_tls_pair, tls_env
+from tests.security.tlspair import TlsPair, running_tls_pair, tls_env
 
 pytestmark = pytest.mark.integration
 

@@ -1,19 +1,16 @@
-"""A real pair serving HTTPS: the integration harness's ``Pair`` with TLS env and an https observer."""
+"""A real pair serving HTTPS: ``lab.localpair.Pair`` with per-node TLS settings and an https observer."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from hotstandby.tls import client_context
-from tests.integration.harness import ADDR, HOTSTANDBY, ROOT, TOKEN, Pair
+from lab.localpair import HOTSTANDBY, ROOT, TOKEN, Pair
+from lab.watch import client
 from tests.security.pki import Issued
 
 
@@ -30,57 +27,21 @@ class TlsPair(Pair):
     """
 
     def __init__(self, root: Path, node_env: dict[str, dict[str, str]], trust: list[Path], **kwargs: Any) -> None:
-        super().__init__(root, **kwargs)
-        for node_id, env in node_env.items():
-            self.nodes[node_id].env |= env
         ctx = client_context()
         for ca in trust:
             ctx.load_verify_locations(cafile=str(ca))
+        super().__init__(root, scheme="https", http=client(verify=ctx), **kwargs)
+        for node_id, env in node_env.items():
+            self.nodes[node_id].env |= env
         self.trust = trust
-        self.http = httpx.Client(verify=ctx, timeout=2, trust_env=False)
-
-    def arbiter_url(self, node_id: str) -> str:
-        return f"https://{ADDR[node_id]}:{self.arbiter_port}"
-
-    def monitor_url(self, node_id: str) -> str:
-        return f"https://{ADDR[node_id]}:{self.monitor_port}"
-
-    def serving(self, node_id: str) -> bool:
-        try:
-            a = self.http.get(self.arbiter_url(node_id) + "/healthz")
-            m = self.http.get(self.monitor_url(node_id) + "/healthz")
-        except httpx.HTTPError:
-            return False
-        return a.status_code in (200, 503) and m.status_code == 200
-
-    def status(self, node_id: str) -> dict[str, Any]:
-        r = self.http.get(self.arbiter_url(node_id) + "/status")
-        r.raise_for_status()
-        return r.json()
-
-    def ft(self, node_id: str) -> int:
-        return self.http.get(self.monitor_url(node_id) + "/monitor?mod=FT").status_code
-
-    def admin(self, method: str, node_id: str, path: str, body: Any = None, token: str | None = TOKEN,
-              timeout: float = 15) -> httpx.Response:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        return self.http.request(method, self.arbiter_url(node_id) + path, json=body, headers=headers,
-                                 timeout=timeout)
 
     def cli(self, *args: str, token: str | None = TOKEN, url_node: str = "server1", timeout: float = 30,
             ca_file: Path | None = None) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HS_TLS_", "HS_ADMIN_TOKEN"))}
-        env["HS_URL"] = self.arbiter_url(url_node)
-        if token:
-            env["HS_ADMIN_TOKEN"] = token
+        env = {k: v for k, v in self.cli_env(url_node, token).items() if not k.startswith("HS_TLS_")}
         if ca_file:
             env["HS_TLS_CA_FILE"] = str(ca_file)
         return subprocess.run([*HOTSTANDBY, *args], env=env, capture_output=True, text=True, timeout=timeout,
                               cwd=ROOT)
-
-    def close(self) -> None:
-        super().close()
-        self.http.close()
 
 
 @contextlib.contextmanager
@@ -93,11 +54,3 @@ def running_tls_pair(root: Path, node_env: dict[str, dict[str, str]], trust: lis
         yield pair
     finally:
         pair.close()
-
-
-def holds_for(pred: Callable[[], bool], seconds: float, what: str, interval: float = 0.05) -> None:
-    """Assert ``pred`` stays true on every poll for ``seconds`` (the observation window is the assertion)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert pred(), f"{what} stopped holding"
-        time.sleep(interval)

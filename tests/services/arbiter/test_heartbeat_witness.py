@@ -19,15 +19,17 @@ from hotstandby.model import Role
 from hotstandby.settings import ClusterSettings, NodeSettings
 from hotstandby.store import Store
 from hotstandby.witness import EtcdWitness, key_for
+from lab.etcd import ETCD, Etcd, running_etcd
 from services.arbiter.config import ConfigBook
 from services.arbiter.heartbeat import Arbiter
 from services.arbiter.peer import PeerClient
-from tests.etcdproc import Etcd, running_etcd
+from tests.needs import need
 from tests.services.arbiter.test_heartbeat import FakeClock, RecordingCti
 
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+    need(ETCD, "etcd-server")
     with running_etcd(tmp_path_factory.mktemp("etcd")) as e:
         yield e
 

@@ -18,7 +18,7 @@ def run(with_arbiter: bool, with_monitor: bool) -> int:
     """Run the service(s) until stopped; the exit code (2: refused to start, the reason on stderr)."""
     # httpx imports its command line (rich, click, pygments) only if it can: tell it it cannot.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    from hotstandby.cli.logsetup import setup_logging
+    from cli.logsetup import setup_logging
     from hotstandby.settings import SettingsError, cluster_from_env, node_from_env
     from services.node import StartupError, serve
 

@@ -29,10 +29,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.waiting import stop_process
+
 FAKETIME_LIBS = tuple(f"/usr/lib/{d}faketime/libfaketime.so.1"
                       for d in ("x86_64-linux-gnu/", "aarch64-linux-gnu/", ""))
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 STATE_DIR = Path("/run/hs-lab")  # <id>.pid (the owning pytest) and net-<n> (the /24 a run holds)
 MOUNT_BASE = Path("/tmp")  # lab filesystems are mounted under /tmp/hs-lab-<id>/
 HOSTS = ("server1", "server2", "infra")
@@ -357,21 +359,6 @@ def skewed_clock(offset: str) -> dict[str, str]:
     if lib is None:
         raise LabError("libfaketime not found (apt-get install faketime)")
     return {"LD_PRELOAD": lib, "FAKETIME": offset, "FAKETIME_DONT_RESET": "1"}
-
-
-def stop_process(p: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """SIGCONT (a frozen process cannot die of SIGTERM), SIGTERM, then SIGKILL after ``grace``."""
-    if p.poll() is not None:
-        return
-    for sig in (signal.SIGCONT, signal.SIGTERM):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p.pid, sig)
-    try:
-        p.wait(grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p.pid, signal.SIGKILL)
-        p.wait(5)
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ VIP = "127.0.0.10:8080"
 STATS_PORT = 8404
 PROFILE = {"HS_HEARTBEAT_INTERVAL_S": "1", "HS_HEARTBEAT_TIMEOUT_S": "1", "HS_FAILURES_TO_SWITCH": "3"}
 TOKEN = "demo-admin-token"
-PY = [sys.executable, "-m", "hotstandby"]
+PY = [sys.executable, "-m", "cli"]
 
 
 class Demo:

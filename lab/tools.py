@@ -1,7 +1,7 @@
 """Small programs the lab runs inside its namespaces: a LAN probe target and a delaying TCP proxy.
 
-    python -m tests.lab.tools listen HOST:PORT
-    python -m tests.lab.tools delay LISTEN_HOST:PORT=TARGET_HOST:PORT [...] --delay SECONDS
+    python -m lab.tools listen HOST:PORT
+    python -m lab.tools delay LISTEN_HOST:PORT=TARGET_HOST:PORT [...] --delay SECONDS
 
 The proxy holds every chunk from the client for ``--delay`` seconds before passing it on (order
 kept), and passes answers back at once: each request is answered ``delay`` later than it would be.
@@ -90,7 +90,7 @@ async def _until_signalled() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m tests.lab.tools")
+    p = argparse.ArgumentParser(prog="python -m lab.tools")
     sub = p.add_subparsers(dest="cmd", required=True)
     lp = sub.add_parser("listen", help="accept TCP connections and close them (a LAN probe target)")
     lp.add_argument("bind")

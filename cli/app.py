@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hotstandby.cli.logsetup import setup_logging
+from cli.logsetup import setup_logging
 from hotstandby.settings import (
     ClusterSettings,
     SettingsError,
@@ -92,9 +92,9 @@ def _print_json(data: Any) -> None:
 
 # -- services ---------------------------------------------------------------------------------
 def _run_service(with_arbiter: bool, with_monitor: bool) -> None:
-    # `hotstandby node` alone never gets here (hotstandby.cli.main runs it without typer); this is
-    # the same service for `python -m hotstandby.cli.app node` and the like.
-    from hotstandby.cli.serve import run
+    # `hotstandby node` alone never gets here (cli.main runs it without typer); this is
+    # the same service for `python -m cli.app node` and the like.
+    from cli.serve import run
 
     raise typer.Exit(run(with_arbiter, with_monitor))
 
@@ -140,7 +140,7 @@ def cti_manager(bind: Annotated[str, typer.Option(help="HOST:PORT")] = "127.0.0.
 @app.command()
 def demo(workdir: Annotated[str, typer.Option(help="where the nodes keep their data")] = "run/demo") -> None:
     """Start a whole pair, the CTI manager simulator and HAProxy on this machine (fast profile)."""
-    from hotstandby.cli.demo import run_demo
+    from cli.demo import run_demo
 
     setup_logging("WARNING")
     raise typer.Exit(run_demo(workdir))

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.integration.harness import wait_until
+from lab.waiting import wait_until
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
@@ -85,7 +84,7 @@ class Etcd:
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         r = httpx.post(self.url + path, json=body, timeout=2, trust_env=False)
         r.raise_for_status()
-        return r.json()  # type: ignore[no-any-return]
+        return r.json()
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The key's record (value decoded from JSON, revisions as ints), or None when absent."""
@@ -111,7 +110,7 @@ class Etcd:
 @contextlib.contextmanager
 def running_etcd(root: Path, host: str = "127.0.0.1") -> Iterator[Etcd]:
     if not os.path.exists(ETCD):
-        pytest.skip("the witness tests need etcd (apt-get install etcd-server)")
+        raise FileNotFoundError(f"{ETCD}: the witness needs etcd (apt-get install etcd-server)")
     root.mkdir(parents=True, exist_ok=True)
     etcd = Etcd(root / "etcd-data", host)
     try:

@@ -1,3 +1,0 @@
-from hotstandby.cli.main import main
-
-main()

@@ -1,0 +1,13 @@
+"""Starting and watching real pairs, for the tests and the bench alike (one implementation of each).
+
+    waiting     wait_until / holds_for (poll against a deadline, never a bare sleep), free_port
+    watch       PairWatch: what an outside observer asks a running pair (roles, CTI holders, bounds)
+    localpair   a pair of `hotstandby node` processes on 127.0.0.11 / 127.0.0.12
+    netns       the fault lab: hosts made of network namespaces on 198.18.0.0/15, and its faults
+    labpair     a pair on the lab's hosts, with the CTI manager and a LAN probe target
+    etcd        a real etcd (Debian's etcd-server) for the witness
+    tools       small programs the lab runs inside its namespaces
+
+Arrows: ``lab`` may import ``hotstandby``; nothing in ``hotstandby`` or ``services`` imports ``lab``,
+and ``lab`` imports nothing from ``tests`` or ``bench``.
+"""
