@@ -1,10 +1,9 @@
-"""Pieces both FastAPI services share: the body-size guard, admin auth, error answers, the console page."""
+"""Pieces both FastAPI services share: the body-size guard, admin auth, error answers."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -128,7 +127,3 @@ def admin_guard(token: str, on_refused: Callable[[str], object]) -> Callable[[Re
             raise HTTPException(401, "admin token missing or wrong", headers={"WWW-Authenticate": "Bearer"})
 
     return check
-
-
-def console_html() -> str:
-    return files("hotstandby").joinpath("console.html").read_text()

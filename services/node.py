@@ -39,7 +39,7 @@ from services.arbiter.heartbeat import Arbiter
 from services.arbiter.peer import PeerClient
 from services.monitor.app import MonitorContext
 from services.monitor.app import create_app as create_monitor_app
-from services.monitor.cti import CtiService
+from services.monitor.cti import CtiService, NotActive
 from services.monitor.supervisor import CtiSupervisor
 
 log = logging.getLogger("hotstandby.node")
@@ -173,6 +173,13 @@ class _LocalCti:
     def snapshot(self) -> dict[str, Any]:
         return self._service.supervisor.snapshot()
 
+    async def restart(self) -> str | None:
+        try:
+            await self._service.restart()
+        except NotActive as exc:
+            return str(exc)
+        return None
+
     def vouch(self) -> tuple[bool, str | None]:
         # The monitor serves from this very process: an answered exchange proves it serves too.
         return True, self._service.self_check()
@@ -186,15 +193,18 @@ class _RemoteCti:
         self._n, self._role = n, role
         self._last: dict[str, Any] = {"state": "unknown"}
 
-    async def converge(self) -> None:
+    def _monitor(self, path: str) -> tuple[str, ssl.SSLContext | bool]:
+        """The local monitor's URL for ``path``, and how to verify it."""
         cfg, node = self._n.config.current, self._n.node
         if node.tls:  # the monitor's certificate names the node's address, not 127.0.0.1
             host = node.local_address or cfg.address_of(node.node_id)
-            url = f"https://{'[' + host + ']' if ':' in host else host}:{cfg.monitor_port}/cti"
-            verify: ssl.SSLContext | bool = client_context(node.tls_ca_file, node.tls_cert_file, node.tls_key_file)
-        else:
-            host = "127.0.0.1" if node.bind_host in ("", "0.0.0.0", "::") else node.bind_host
-            url, verify = f"http://{host}:{cfg.monitor_port}/cti", False
+            url = f"https://{'[' + host + ']' if ':' in host else host}:{cfg.monitor_port}{path}"
+            return url, client_context(node.tls_ca_file, node.tls_cert_file, node.tls_key_file)
+        host = "127.0.0.1" if node.bind_host in ("", "0.0.0.0", "::") else node.bind_host
+        return f"http://{host}:{cfg.monitor_port}{path}", False
+
+    async def converge(self) -> None:
+        url, verify = self._monitor("/cti")
         deadline = time.monotonic() + 5.0
         async with httpx.AsyncClient(trust_env=False, verify=verify) as client:
             while time.monotonic() < deadline:
@@ -207,6 +217,24 @@ class _RemoteCti:
 
     def snapshot(self) -> dict[str, Any]:
         return self._last
+
+    async def restart(self) -> str | None:
+        """The monitor's own ``POST /cti/restart``, with this node's admin token."""
+        url, verify = self._monitor("/cti/restart")
+        headers = {"authorization": f"Bearer {self._n.node.admin_token}"}
+        try:
+            async with httpx.AsyncClient(trust_env=False, verify=verify) as client:
+                r = await client.post(url, headers=headers, timeout=10.0)
+        except httpx.HTTPError as exc:
+            return f"the monitor did not answer ({type(exc).__name__})"
+        with contextlib.suppress(ValueError):
+            body = r.json()
+            if r.status_code == 200 and isinstance(body, dict):
+                self._last = body
+                return None
+            if isinstance(body, dict) and isinstance(body.get("detail"), str):
+                return str(body["detail"])
+        return f"the monitor answered HTTP {r.status_code}"
 
     def vouch(self) -> tuple[bool, str | None]:
         return False, None  # the monitor is another process: only its own probe speaks for it

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
@@ -18,7 +18,8 @@ from hotstandby.peerauth import AuthError, Verifier
 from hotstandby.rules import StaleCommand
 from hotstandby.settings import ClusterSettings, SettingsError
 from hotstandby.store import StoreError
-from hotstandby.web import BodyLimit, admin_guard, console_html, error_responses, install_error_handlers
+from hotstandby.web import BodyLimit, admin_guard, error_responses, install_error_handlers
+from services.arbiter.console import install_console
 from services.arbiter.heartbeat import Arbiter, SwitchRefused
 
 
@@ -105,6 +106,7 @@ def create_app(arbiter: Arbiter) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=64 * 1024)
     install_error_handlers(app)
     admin = admin_guard(node.admin_token, lambda msg: _refused(arbiter, "admin", msg))
+    install_console(app, arbiter, admin, _who)  # GET /, its files, POST /cti/restart, CORS on open reads
 
     async def peer_auth(request: Request) -> None:
         body = await request.body()
@@ -124,10 +126,6 @@ def create_app(arbiter: Arbiter) -> FastAPI:
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     def metrics() -> Response:
         return Response(generate_latest(arbiter.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def console() -> HTMLResponse:
-        return HTMLResponse(console_html())
 
     @app.get("/status", tags=["status"])
     def status() -> dict[str, Any]:

@@ -34,6 +34,9 @@ class RecordingCti:
     def snapshot(self) -> dict[str, Any]:
         return {"state": "stopped"}
 
+    async def restart(self) -> str | None:
+        return "not used by these tests"
+
     def vouch(self) -> tuple[bool, str | None]:
         return True, None
 
