@@ -20,7 +20,7 @@ need = @test -e $(1) || { echo "make $@: $(1) not found ($(2))" >&2; exit 2; }
 # $(call need_cmd,SUBCOMMAND): the same for a `hotstandby` subcommand.
 need_cmd = @$(HS) $(1) --help >/dev/null 2>&1 || { echo "make $@: 'hotstandby $(1)' is not available yet" >&2; exit 2; }
 
-.PHONY: help venv run test lint fuzz sim chaos bench bench-long tools clean distclean
+.PHONY: help venv run test lint fuzz sim chaos bench bench-long tools console-shots clean distclean
 
 help:
 	@echo "make venv        create $(VENV)/ with the project installed (editable, dev extras)"
@@ -32,6 +32,7 @@ help:
 	@echo "make chaos       fault-injection tests (network namespaces; root)"
 	@echo "make bench       quick benchmarks; make bench-long for the long ones"
 	@echo "make tools       fetch helm into .tools/ (for tests/deploy)"
+	@echo "make console-shots  docs/console.png and docs/console-failover.png from a real pair (chromium)"
 	@echo "make clean       remove $(VENV), caches and run/"
 
 venv: $(STAMP)
@@ -87,6 +88,10 @@ bench-long: venv
 	$(PY) -m bench $(BENCH_LONG_ARGS)
 
 tools: .tools/helm
+
+# The console's screenshots for the README: the browser test of a failover saves them as it runs.
+console-shots: venv
+	HS_CONSOLE_SHOTS=docs $(PY) -m pytest tests/console -k kill_9 -p no:cacheprovider $(PYTEST_ARGS)
 
 .tools/helm: deploy/helm/get-helm.sh
 	deploy/helm/get-helm.sh $@
