@@ -102,6 +102,7 @@ export function bannerOf(hereId, views, hereSource, settings) {
     return active(peer) ? { warn: true, text: `${text} ${peer.id} is Active (Primary):`, link: link(peer) }
       : { warn: true, text: `${text} ${peer.id} is ${peer.status}.` };
   }
+  if (!settings.enabled) return { warn: true, text: "Hot standby is off: each server runs alone as ACTIVE and never switches." };
   if (active(me) && active(peer)) {
     return { warn: true, text: "Both servers report ACTIVE: one steps down by itself (R4) once they hear each other." };
   }

@@ -18,6 +18,7 @@ from tests.needs import need
 def browser() -> Iterator[Any]:
     path = need("/usr/bin/chromium", "chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extras)")
+    sync_api.expect.set_options(timeout=15_000)  # a loaded machine: expect() polls, so this costs only on failure
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         yield b
@@ -28,7 +29,7 @@ def browser() -> Iterator[Any]:
 def open_page(browser: Any) -> Iterator[Any]:
     """``open_page(url, width=1280, height=900) -> Watched``: a new tab (its own sessionStorage) of one context."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB", color_scheme="light")
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(15_000)
     watched: list[Watched] = []
 
     def opener(url: str, width: int = 1280, height: int = 900) -> Watched:

@@ -164,6 +164,13 @@ def test_settings_form_refuses_by_the_field_and_replicates_a_good_value(started:
     peer = console(open_page, started, "server2", width=360, height=780)
     expect(peer.page.locator("#f-cti_restart_time")).to_have_value("04:05", timeout=10_000)
     expect(peer.page.locator("#m-cti_restart_time")).to_contain_text("by server1")
+    # The STANDBY's banner links to the ACTIVE's console: by its address, or through the VIP when asked to.
+    banner = peer.page.locator("#banner a")
+    expect(banner).to_have_attribute("href", started.arbiter_url("server1") + "/")
+    vip = {"vip_address": "127.0.0.10:8080", "use_vip_for_urls": True}
+    assert started.admin("PUT", "server1", "/config", vip).status_code == 200
+    expect(banner).to_have_attribute("href", f"http://127.0.0.10:{started.arbiter_port}/")
+    expect(banner).to_have_text("open server1's console (through the VIP)")
     # A narrow screen: nothing wider than the viewport, the two cards one above the other.
     assert peer.page.evaluate("document.documentElement.scrollWidth") <= 360
     top1, top2 = (card(peer.page, n).bounding_box() for n in ("server1", "server2"))
