@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.console.browser import CHROMIUM_ARGS, Watched
+from tests.integration.conftest import pair, started  # noqa: F401  (the fast pair: both started, server1 ACTIVE)
 from tests.needs import need
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hotstandby.settings import CLUSTER_FIELDS
-from lab.localpair import TOKEN, Pair, running_pair
+from lab.localpair import TOKEN, Pair
 from lab.waiting import wait_until
 from tests.console.browser import Watched, shot
 
@@ -22,15 +20,6 @@ pytestmark = pytest.mark.integration
 MARGIN = 5.0  # seconds on top of a SPEC bound, for a loaded machine
 # What the page may ask of a server: SPEC 3's public API, the page's own files, and the arbiter's CTI restart.
 PUBLIC = re.compile(r"^/(|console/[a-z]+\.(js|css)|status|config|logs|logs/days|switch|maintenance|cti/restart)$")
-
-
-@pytest.fixture
-def started(tmp_path: Path) -> Iterator[Pair]:
-    """A fast-profile pair (I = T = 0.5 s, N = 3), both nodes started: server1 ACTIVE."""
-    with running_pair(tmp_path) as pair:
-        pair.start()
-        pair.wait_active("server1", pair.bound_r1 + MARGIN)
-        yield pair
 
 
 def card(page: Any, node_id: str) -> Any:
