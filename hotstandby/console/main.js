@@ -4,16 +4,14 @@
 
 import { command, confirmAction, read, token } from "./api.js";
 import { LogPanel } from "./log.js";
-import { IDS, Source, bannerOf, clock, nodeView } from "./servers.js";
+import { IDS, Source, bannerOf, clock, host, nodeView, other } from "./servers.js";
 import { SettingsForm } from "./settings.js";
 
 const $ = (id) => document.getElementById(id);
-const other = (id) => (id === "server1" ? "server2" : "server1");
-const host = (address) => (address.includes(":") ? `[${address}]` : address);
 
 const here = new Source(), there = new Source();
 let hereId = null, peerId = null, peerBase = null;
-let views = {}, busy = false, lastConfig = null;
+let busy = false, lastConfig = null;
 const cards = {}, announced = {};
 
 const source = (id) => (id === hereId ? here : there);
@@ -129,8 +127,11 @@ function fill(card, v) {
   card.field("note").textContent = notes.join(" ");
 }
 
+let bannerShown = "";
 function renderBanner(b) {
-  const box = $("banner");
+  const box = $("banner"), key = b ? `${b.warn}|${b.text}|${b.link?.href}|${b.link?.text}` : "";
+  if (key === bannerShown) return; // a live region: changed only when its words change
+  bannerShown = key;
   box.hidden = !b;
   if (!b) { box.replaceChildren(); return; }
   box.className = `banner${b.warn ? " warn" : ""}`;
@@ -166,7 +167,7 @@ function render() {
     if (here.failingSince) $("servers-loading").textContent = `This server does not answer (${here.error}); trying again…`;
     return;
   }
-  views = Object.fromEntries(IDS.map((id) => [id, nodeView(id, source(id), source(other(id)))]));
+  const views = Object.fromEntries(IDS.map((id) => [id, nodeView(id, source(id), source(other(id)))]));
   for (const id of IDS) {
     fill(cards[id], views[id]);
     if (announced[id] && announced[id] !== views[id].status) $("announce").textContent = `${id} is now ${views[id].status}.`;

@@ -3,6 +3,9 @@
 // the browser is shown as the other node sees it (Error after N failed probes), marked as such.
 
 export const IDS = ["server1", "server2"];
+export const other = (id) => (id === "server1" ? "server2" : "server1");
+/** An address as a URL's host: IPv6 in brackets. */
+export const host = (address) => (address.includes(":") ? `[${address}]` : address);
 const WORD_CLASS = { "Active (Primary)": "Active", "Standby (Backup)": "Standby", Error: "Error", Unknown: "Unknown" };
 
 /** What the browser last read from one node's own /status. */
@@ -49,11 +52,11 @@ function witnessText(w) {
   return `${w.reachable ? "reachable" : "NOT reachable"}, key held by ${w.holder ?? "nobody"}${lease}`;
 }
 
-/** One card's contents for ``id``: ``own`` is the node's own Source, ``other`` the other node's. */
-export function nodeView(id, own, other) {
+/** One card's contents for ``id``: ``own`` is the node's own Source, ``theirs`` the other node's. */
+export function nodeView(id, own, theirs) {
   const self = own.answering ? own.doc.local : null;
-  const seen = other.answering && other.doc.peer.node_id === id ? other.doc.peer : null;
-  const otherId = id === "server1" ? "server2" : "server1";
+  const seen = theirs.answering && theirs.doc.peer.node_id === id ? theirs.doc.peer : null;
+  const otherId = other(id);
   const status = self ? self.status : seen ? seen.status : "Unknown";
   let reach = "";
   if (!self) {
@@ -79,8 +82,6 @@ export function nodeView(id, own, other) {
   };
 }
 
-function host(address) { return address.includes(":") ? `[${address}]` : address; }
-
 /** The console of node ``view``: through the VIP when use_vip_for_urls and a VIP is set. */
 export function consoleUrl(view, settings) {
   const vip = settings.use_vip_for_urls && settings.vip_address ? settings.vip_address : "";
@@ -91,7 +92,7 @@ export function consoleUrl(view, settings) {
 
 /** The banner: on a STANDBY (or a node that stopped answering), who is ACTIVE and a link to its console. */
 export function bannerOf(hereId, views, hereSource, settings) {
-  const me = views[hereId], peer = views[hereId === "server1" ? "server2" : "server1"];
+  const me = views[hereId], peer = views[other(hereId)];
   const link = (v) => {
     const url = consoleUrl(v, settings);
     return { href: url.href, text: `open ${v.id}'s console${url.viaVip ? " (through the VIP)" : ""}` };
