@@ -20,7 +20,7 @@ need = @test -e $(1) || { echo "make $@: $(1) not found ($(2))" >&2; exit 2; }
 # $(call need_cmd,SUBCOMMAND): the same for a `hotstandby` subcommand.
 need_cmd = @$(HS) $(1) --help >/dev/null 2>&1 || { echo "make $@: 'hotstandby $(1)' is not available yet" >&2; exit 2; }
 
-.PHONY: help venv run test lint fuzz sim chaos bench bench-long tools console-shots clean distclean
+.PHONY: help venv run test lint fuzz sim chaos bench bench-long compose-test tools console-shots clean distclean
 
 help:
 	@echo "make venv        create $(VENV)/ with the project installed (editable, dev extras)"
@@ -31,6 +31,7 @@ help:
 	@echo "make sim         the failover simulator (SIM_ARGS=...)"
 	@echo "make chaos       fault-injection tests (network namespaces; root)"
 	@echo "make bench       quick benchmarks; make bench-long for the long ones"
+	@echo "make compose-test  the images and deploy/compose on our own dockerd (root; installs docker.io)"
 	@echo "make tools       fetch helm into .tools/ (for tests/deploy)"
 	@echo "make console-shots  docs/console.png and docs/console-failover.png from a real pair (chromium)"
 	@echo "make clean       remove $(VENV), caches and run/"
@@ -87,6 +88,17 @@ bench-long: venv
 	$(call need,bench/__main__.py,the benchmark runner: python -m bench)
 	$(PY) -m bench $(BENCH_LONG_ARGS)
 
+# The containers on a real Docker engine, our own dockerd (lab/docker.py): images built without a
+# registry (a Debian base by mmdebstrap, kept in /var/cache/hotstandby; a wheelhouse), deploy/compose's
+# scenarios timed; the table (deploy/compose/results/latest.md) is printed even when a step fails.
+COMPOSE_TEST_PACKAGES := docker.io docker-compose mmdebstrap
+compose-test: venv
+	@missing="$$(for p in $(COMPOSE_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
+	if test -n "$$missing"; then echo "make compose-test: installing" $$missing; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; fi
+	status=0; $(PY) -m pytest tests/deploy/test_compose_stack.py -m docker -p no:cacheprovider --timeout 1800 \
+	  $(PYTEST_ARGS) || status=$$?; cat deploy/compose/results/latest.md 2>/dev/null || true; exit $$status
+
 tools: .tools/helm
 
 # The console's screenshots for the README: the browser test of a failover saves them as it runs.
@@ -97,7 +109,7 @@ console-shots: venv
 	deploy/helm/get-helm.sh $@
 
 clean:
-	rm -rf $(VENV) run/ build/ .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) run/ build/ .pytest_cache .mypy_cache .ruff_cache .hypothesis deploy/docker/wheels/*.whl
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
 
 # Also the downloaded tools (helm); they are fetched again on demand.

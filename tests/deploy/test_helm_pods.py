@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
 from lab.netns import Lab, stop_process
 from lab.netns import unavailable as lab_unavailable
 from lab.waiting import holds_for, wait_until
