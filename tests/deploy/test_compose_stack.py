@@ -293,12 +293,21 @@ def stack(engine: Dockerd, images: dict[str, str], secret_files: tuple[Path, str
         setup_step(bring_up)
         yield s
     finally:
+        save_logs(compose, "stack")
         compose("down", "-v", "--remove-orphans", check=False, timeout=300)
+
+
+def save_logs(compose: Compose, name: str) -> None:
+    """Every container's output, for a failure's post-mortem: deploy/compose/results/logs/ (not committed)."""
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out = compose("logs", "--no-color", "--timestamps", check=False, timeout=120)
+    (logs / f"{name}.log").write_text(out.stdout + out.stderr)
 
 
 def test_server1_is_elected_and_the_vip_routes_to_it(stack: Stack) -> None:
     """/whoami through the VIP names server1; the CTI manager shows exactly one holder, server1."""
-    stack.results.timed("server1 ACTIVE, VIP on server1", lambda: wait_until(lambda: stack.settled("server1"), 30,
+    stack.results.timed("server1 ACTIVE, VIP on server1", lambda: wait_until(lambda: stack.settled("server1"), 60,
                                                                            "server1 ACTIVE behind the VIP"))
     stack.results.timed("CTI manager: one holder", lambda: wait_until(lambda: stack.holders() == ["server1"], 15,
                                                                    "server1 the only CTI holder"))
@@ -333,7 +342,7 @@ def test_prometheus_scrapes_both_nodes(stack: Stack) -> None:
 
 def test_sigkill_of_server1_fails_over(stack: Stack) -> None:
     """docker kill server1: server2 ACTIVE within R1's bound, the VIP follows within 2 s, CTI overlap 0."""
-    wait_until(lambda: stack.settled("server1"), 30, "server1 ACTIVE")
+    wait_until(lambda: stack.settled("server1"), 60, "server1 ACTIVE")
     stack.engine.docker("kill", "--signal", "KILL", stack.compose.container("server1"))
     killed = time.monotonic()
     ip2 = stack.ip("server2")
@@ -368,7 +377,9 @@ def test_docker_start_fails_back(stack: Stack) -> None:
     wait_until(lambda: stack.role("server1") == "ACTIVE", BOUND_R3 + 10, "server1 ACTIVE again")
     back = time.monotonic() - serving
     stack.results.add("server1 serving -> ACTIVE again (R3)", back, BOUND_R3)
-    wait_until(lambda: stack.settled("server1"), 10, "the VIP back on server1")
+    # Not a bound: HAProxy needs two good checks in a row (rise 2) within 250 ms each, which a
+    # heavily loaded machine can take a while to give it.
+    wait_until(lambda: stack.settled("server1"), 60, "the VIP back on server1")
     assert back <= BOUND_R3 + MARGIN
     assert stack.manager()["overlap_seconds_total"] == 0
 
@@ -376,7 +387,7 @@ def test_docker_start_fails_back(stack: Stack) -> None:
 def test_docker_stop_hands_over(stack: Stack) -> None:
     """docker stop of the ACTIVE (SIGTERM): the peer ACTIVE within 2 s (R10), the node's process gone
     within 5 s (the engine's own exit time), exit status 0 (it was not killed at the grace period's end)."""
-    wait_until(lambda: stack.settled("server1"), 30, "server1 ACTIVE")
+    wait_until(lambda: stack.settled("server1"), 60, "server1 ACTIVE")
     container = stack.compose.container("server1")
     ip2 = stack.ip("server2")
     stopper = subprocess.Popen(["docker", "stop", "--time", "10", container], env=stack.engine.env,
@@ -421,6 +432,7 @@ def test_acknowledged_config_survives_down_and_up(stack: Stack) -> None:
 @pytest.fixture(scope="module")
 def witness_stack(engine: Dockerd, images: dict[str, str], secret_files: tuple[Path, str], results: Results,
                   stack: Stack) -> Iterator[Stack]:
+    save_logs(stack.compose, "stack")
     stack.compose("down", "-v", "--remove-orphans", timeout=300)  # the first stack is done: one at a time
     override, token = secret_files
     compose = make_compose(engine, images, override, "witness", HS_WITNESS_URL="http://etcd:2379")
@@ -432,6 +444,7 @@ def witness_stack(engine: Dockerd, images: dict[str, str], secret_files: tuple[P
                      "server1 ACTIVE with the witness key")))
         yield s
     finally:
+        save_logs(compose, "witness")
         compose("down", "-v", "--remove-orphans", check=False, timeout=300)
 
 
