@@ -160,7 +160,8 @@ class Dockerd:
         run(["ip", "addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE])
         run(["ip", "link", "set", BRIDGE, "up"])
         self.dns = subprocess.Popen([sys.executable, "-m", "lab.dns", "--bind", f"{NXDOMAIN_DNS}:53"], cwd=ROOT,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
         config = {
             # A bridge we made (no "bip": that would name docker0) and compose's networks from our pool.
             "bridge": BRIDGE,
@@ -190,7 +191,7 @@ class Dockerd:
         self.proc = subprocess.Popen(["dockerd", "--config-file", str(self.state / "daemon.json")],
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        (self.state / "owner").write_text(f"{os.getpid()} {self.proc.pid}\n")
+        (self.state / "owner").write_text(f"{os.getpid()} {self.proc.pid} {self.dns.pid}\n")
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -202,14 +203,17 @@ class Dockerd:
             time.sleep(0.1)
 
     def _clean_stale(self) -> None:
-        """What a killed run of ours left (we hold the lock, so no live run owns it): its dockerd, bridge."""
+        """What a killed run of ours left (we hold the lock, so no live run owns it): its dockerd, its DNS,
+        its bridge. Each pid is checked to still be that program before it is signalled."""
         owner = self.state / "owner"
         if owner.exists():
-            with contextlib.suppress(ValueError, IndexError):
-                pid = int(owner.read_text().split()[1])
-                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"dockerd"):
-                    os.kill(pid, signal.SIGTERM)
-                    _wait_gone(pid, 30)
+            pids = owner.read_text().split()[1:]
+            for pid_text, marker in zip(pids, (b"dockerd", b"lab.dns"), strict=False):
+                with contextlib.suppress(ValueError, OSError):
+                    pid = int(pid_text)
+                    if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        os.kill(pid, signal.SIGTERM)
+                        _wait_gone(pid, 30)
             owner.unlink(missing_ok=True)
         if BRIDGE in _bridges():
             run(["ip", "link", "del", BRIDGE], check=False)
