@@ -1,5 +1,6 @@
 """The console's browser: Debian's headless chromium driven by Playwright (never a downloaded browser),
-one per test session; each test gets its own context and pages that record what the tests check about
+one per test module (Playwright's sync API keeps an asyncio loop running in this thread while it is
+open, so a session-wide browser broke every later ``asyncio.run`` on the same xdist worker); each test gets its own context and pages that record what the tests check about
 every page: the requests it made, page errors and CSP violations."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from tests.integration.conftest import pair, started  # noqa: F401  (the fast pa
 from tests.needs import need
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     path = need("/usr/bin/chromium", "chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extras)")
