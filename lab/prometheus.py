@@ -41,7 +41,8 @@ class PrometheusServer:
     workdir: Path
     targets: dict[str, list[str]]
     rule_files: list[Path] = field(default_factory=list)
-    interval: str = "250ms"
+    interval: str = "250ms"  # scrape interval (and timeout)
+    evaluation: str = "250ms"  # rule evaluation interval
     proc: subprocess.Popen[bytes] | None = None
     http: httpx.Client = field(default_factory=lambda: httpx.Client(trust_env=False, timeout=5))
 
@@ -60,7 +61,7 @@ class PrometheusServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = {
             "global": {"scrape_interval": self.interval, "scrape_timeout": self.interval,
-                       "evaluation_interval": self.interval},
+                       "evaluation_interval": self.evaluation},
             "rule_files": [str(p) for p in self.rule_files],
             "scrape_configs": [{"job_name": job, "static_configs": [{"targets": hosts}]}
                                for job, hosts in self.targets.items()],
