@@ -1,12 +1,20 @@
-"""Prometheus metrics of SPEC section 8, always on an explicit registry (no import-time globals)."""
+"""Prometheus metrics of SPEC section 8, always on an explicit registry (no import-time globals).
+
+Every family has samples from the first scrape: the label values we know (each role and cause of a role
+change, each kind of refused call) start at 0, so a rule or a ``rate()`` sees 0 instead of nothing.
+Besides SPEC 8, what the alert rules (deploy/prometheus/alerts.yml) need: the settings digest, the last
+completed tick, the heartbeat interval, the peer's role as this node last heard it, whether a witness is set.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from hotstandby.model import Cause, Role
 
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -43,13 +51,45 @@ class ArbiterMetrics:
                                       ["node", "source"], registry=r)
         self.tick_seconds = Histogram("hotstandby_tick_seconds", "Duration of one heartbeat tick", n,
                                       buckets=PROBE_BUCKETS, registry=r)
+        self.peer_role = Gauge("hotstandby_peer_role", "The peer's role as it last reported it: 1 ACTIVE, "
+                               "0 STANDBY, -1 not heard from yet", n, registry=r)
+        self.last_tick = Gauge("hotstandby_last_tick_timestamp_seconds", "Wall clock time the heartbeat loop last "
+                               "completed a tick (the process start until the first one)", n, registry=r)
+        self.interval = Gauge("hotstandby_heartbeat_interval_seconds", "I, the heartbeat interval in force", n,
+                              registry=r)
+        self.witness_configured = Gauge("hotstandby_witness_configured", "1 when this node uses a witness "
+                                        "(HS_WITNESS_URL set and hot standby enabled)", n, registry=r)
+        self.settings = Info("hotstandby_settings", "Digest of the cluster settings this node holds (equal on "
+                             "both nodes once replicated)", n, registry=r)
         for g in (self.role, self.consecutive_failures, self.lan_ok, self.skew, self.expected_delay,
-                  self.maintenance, self.witness_up, self.epoch):
+                  self.maintenance, self.witness_up, self.epoch, self.interval, self.witness_configured):
             g.labels(node)
+        self.peer_role.labels(node).set(-1)
+        self.last_tick.labels(node).set_to_current_time()
+        self.settings.labels(node).info({"digest": ""})
         for c in (self.probe_failures, self.exchange_failures):
             c.labels(node)
+        for role in Role:
+            for cause in Cause:
+                self.role_changes.labels(node, role.value, cause.value)
+        for kind in ("admin", "peer"):
+            self.auth_rejections.labels(node, kind)
+        for source in ("local", "peer"):
+            self.config_changes.labels(node, source)
         for h in (self.probe_seconds, self.tick_seconds):  # scraped before the first probe, too
             h.labels(node)
+
+    def readings(self, *, peer_role: Role | None, interval_s: float, digest: str) -> None:
+        """What the arbiter knows besides its gauges of SPEC 8, set with them (one call, wherever they are set)."""
+        n = self.node
+        self.peer_role.labels(n).set(-1 if peer_role is None else 1 if peer_role is Role.ACTIVE else 0)
+        self.interval.labels(n).set(interval_s)
+        self.settings.labels(n).info({"digest": digest})
+
+    def ticked(self, wall: float, *, witness: bool) -> None:
+        """A tick completed at ``wall`` (time.time()); ``witness``: it took a witness into account."""
+        self.last_tick.labels(self.node).set(wall)
+        self.witness_configured.labels(self.node).set(1 if witness else 0)
 
 
 class CtiCollector(Collector):

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hotstandby.peerauth import admin_ok
+from hotstandby.peerauth import H_SIG, admin_ok
+
+# Declared in /openapi.json (securitySchemes, and `security` on each operation that needs them); the checks
+# themselves are admin_guard below and the arbiter's peer verifier.
+ADMIN_SCHEME = HTTPBearer(scheme_name="adminToken", auto_error=False,
+                          description="Authorization: Bearer <HS_ADMIN_TOKEN>, for the commands (SPEC 6).")
+PEER_SCHEME = APIKeyHeader(name=H_SIG, scheme_name="peerSignature", auto_error=False, description=(
+    "Node-to-node calls only: an HMAC-SHA256 with HS_PEER_SECRET over method, path with query, sender, "
+    "timestamp, nonce and body, sent as X-HS-Signature with X-HS-Node, X-HS-Timestamp and X-HS-Nonce "
+    "(hotstandby.peerauth). Replays and forgeries are refused with 401."))
 
 
 class ErrorBody(BaseModel):
@@ -116,10 +126,10 @@ async def _json(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def admin_guard(token: str, on_refused: Callable[[str], object]) -> Callable[[Request], None]:
+def admin_guard(token: str, on_refused: Callable[[str], object]) -> Callable[..., None]:
     """A dependency: ``Authorization: Bearer <HS_ADMIN_TOKEN>`` or 401 (and a log line)."""
 
-    def check(request: Request) -> None:
+    def check(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(ADMIN_SCHEME)]) -> None:
         if not admin_ok(token, request.headers.get("authorization")):
             host = request.client.host if request.client else "?"
             why = "missing" if "authorization" not in request.headers else "wrong"
@@ -127,3 +137,29 @@ def admin_guard(token: str, on_refused: Callable[[str], object]) -> Callable[[Re
             raise HTTPException(401, "admin token missing or wrong", headers={"WWW-Authenticate": "Bearer"})
 
     return check
+
+
+def add_schemas(app: FastAPI, schemas: dict[str, dict[str, Any]]) -> None:
+    """Put ``schemas`` into the app's OpenAPI components (bodies the routes parse themselves, by ``$ref``)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            build().setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def schema_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def text_answer(description: str, example: str | None = None) -> dict[str, Any]:
+    """An OpenAPI response whose body is plain text (the compatibility probes, the log, the metrics)."""
+    media: dict[str, Any] = {"schema": {"type": "string"}}
+    if example is not None:
+        media["example"] = example
+    return {"description": description, "content": {"text/plain": media}}
+

@@ -6,89 +6,55 @@ import json
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from hotstandby.hlc import Timestamp
-from hotstandby.model import Cause, Role
+from hotstandby.api_models import (
+    ConfigChange,
+    ConfigDocument,
+    Health,
+    Heartbeat,
+    HeartbeatAnswer,
+    LogDays,
+    LogEntry,
+    MaintenanceAnswer,
+    MaintenanceRequest,
+    PeerConfig,
+    RoleAnswer,
+    RoleCommand,
+    Status,
+    SwitchAnswer,
+    SwitchRequest,
+    settings_patch_schema,
+)
 from hotstandby.peerauth import AuthError, Verifier
 from hotstandby.rules import StaleCommand
-from hotstandby.settings import ClusterSettings, SettingsError
+from hotstandby.settings import SettingsError
 from hotstandby.store import StoreError
-from hotstandby.web import BodyLimit, admin_guard, error_responses, install_error_handlers
+from hotstandby.web import (
+    PEER_SCHEME,
+    BodyLimit,
+    add_schemas,
+    admin_guard,
+    error_responses,
+    install_error_handlers,
+    schema_ref,
+    text_answer,
+)
 from services.arbiter.console import install_console
 from services.arbiter.heartbeat import Arbiter, SwitchRefused
 
-
-class SwitchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    target: Literal["server1", "server2"]
-    force: StrictBool = False  # JSON true/false only: 0 or "yes" is a 422, not a guess
-
-
-class MaintenanceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enabled: StrictBool
-
-
-# Epochs stay JSON-safe integers (I-JSON: up to 2**53 - 1); a bound near 2**62 is not even
-# representable as a double, so validators in other languages compare it wrongly.
-MAX_EPOCH = 2**53 - 1
-HLC_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z#\d{1,18}$"  # hotstandby.hlc.Timestamp's text
-
-
-def _hlc(text: str) -> str:
-    """The pattern has the shape; a calendar date (no month 13, no 30 February) is checked here."""
-    Timestamp.parse(text)
-    return text
-
-
-class RoleCommand(BaseModel):
-    role: Role
-    epoch: int = Field(ge=0, le=MAX_EPOCH)
-    cause: Cause = Cause.PEER
-    reason: str = Field(default="", max_length=500)
-
-
-class MaintenanceStamp(BaseModel):
-    value: bool
-    at: str = Field(pattern=HLC_PATTERN)
-    origin: str = Field(max_length=64)
-
-    @field_validator("at")
-    @classmethod
-    def _calendar(cls, v: str) -> str:
-        return _hlc(v)
-
-
-class Heartbeat(BaseModel):
-    node_id: Literal["server1", "server2"]
-    role: Role
-    epoch: int = Field(ge=0, le=MAX_EPOCH)
-    hlc: str = Field(pattern=HLC_PATTERN)
-    digest: str = Field(max_length=128)
-    maintenance: MaintenanceStamp
-    model_config = ConfigDict(extra="allow")
-
-    @field_validator("hlc")
-    @classmethod
-    def _calendar(cls, v: str) -> str:
-        return _hlc(v)
-
-
-# PUT /config's body: any non-empty subset of the cluster settings (validated together, section 2).
-_PATCH: dict[str, Any] = {
-    "type": "object", "minProperties": 1, "additionalProperties": False,
-    "properties": {name: {k: v for k, v in spec.items() if k not in ("default", "title")}
-                   for name, spec in ClusterSettings.model_json_schema()["properties"].items()},
+_LOG_ANSWER: dict[str, Any] = {
+    "description": "the day's fault-tolerant log (SPEC 7): the text, or its parsed lines with ?format=json",
+    "content": {"text/plain": {"schema": {"type": "string"},
+                               "example": "2026/11/25_14:48:27:734 Arbiter : SWITCH THIS SERVER TO PRIMARY, ..."},
+                "application/json": {"schema": {"type": "array", "items": schema_ref("LogEntry")}}},
 }
-_LOG_CONTENT: dict[str, Any] = {"content": {
-    "text/plain": {"schema": {"type": "string"}},
-    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
-}, "description": "the day's fault-tolerant log: text, or parsed entries with ?format=json"}
+# Answers are the dicts the arbiter builds, checked against and described by their model; exclude_unset keeps
+# each one exactly as built (a field the code leaves out is not added as null).
+_AS_BUILT: dict[str, Any] = {"response_model_exclude_unset": True}
 
 
 def _who(request: Request) -> str:
@@ -105,10 +71,11 @@ def create_app(arbiter: Arbiter) -> FastAPI:
                   description="Heartbeats with the peer, decides the ACTIVE node, holds the cluster settings.")
     app.add_middleware(BodyLimit, max_bytes=64 * 1024)
     install_error_handlers(app)
+    add_schemas(app, {"SettingsPatch": settings_patch_schema(), "LogEntry": LogEntry.model_json_schema()})
     admin = admin_guard(node.admin_token, lambda msg: _refused(arbiter, "admin", msg))
     install_console(app, arbiter, admin, _who)  # GET /, its files, POST /cti/restart, CORS on open reads
 
-    async def peer_auth(request: Request) -> None:
+    async def peer_auth(request: Request, _: Annotated[str | None, Security(PEER_SCHEME)]) -> None:
         body = await request.body()
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
@@ -118,21 +85,25 @@ def create_app(arbiter: Arbiter) -> FastAPI:
             _refused(arbiter, "peer", f"peer call refused: {request.method} {request.url.path} from {host}: {exc}")
             raise HTTPException(401, f"peer authentication failed: {exc}") from None
 
-    @app.get("/healthz", tags=["health"], responses={503: {"description": "the heartbeat loop is late or hung"}})
-    def healthz() -> JSONResponse:
+    @app.get("/healthz", tags=["health"], operation_id="getHealth", response_model=Health, **_AS_BUILT,
+             responses={503: {"model": Health, "description": "the heartbeat loop is late or hung, or the role "
+                                                              "cannot be persisted"}})
+    def healthz(response: Response) -> dict[str, Any]:
         ok, why = arbiter.healthy()
-        return JSONResponse({"status": "ok" if ok else "unhealthy", "detail": why}, status_code=200 if ok else 503)
+        response.status_code = 200 if ok else 503
+        return {"status": "ok" if ok else "unhealthy", "detail": why}
 
-    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    @app.get("/metrics", tags=["health"], operation_id="getMetrics", response_class=PlainTextResponse,
+             responses={200: text_answer("Prometheus text exposition (SPEC 8)")})
     def metrics() -> Response:
         return Response(generate_latest(arbiter.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/status", tags=["status"])
+    @app.get("/status", tags=["status"], operation_id="getStatus", response_model=Status, **_AS_BUILT)
     def status() -> dict[str, Any]:
         return arbiter.status()
 
-    @app.post("/switch", tags=["commands"], dependencies=[Depends(admin)],
-              responses=error_responses(400, 401, 409, 413))
+    @app.post("/switch", tags=["commands"], operation_id="switch", dependencies=[Depends(admin)],
+              response_model=SwitchAnswer, **_AS_BUILT, responses=error_responses(400, 401, 409, 413))
     async def switch(req: SwitchRequest, request: Request) -> dict[str, Any]:
         try:
             await arbiter.switch(req.target, force=req.force, who=_who(request))
@@ -142,20 +113,22 @@ def create_app(arbiter: Arbiter) -> FastAPI:
         return {"target": req.target, "active": req.target, "epoch": arbiter.cluster_epoch(),
                 "status": arbiter.status()}
 
-    @app.post("/maintenance", tags=["commands"], dependencies=[Depends(admin)],
-              responses=error_responses(400, 401, 413))
+    @app.post("/maintenance", tags=["commands"], operation_id="setMaintenance", dependencies=[Depends(admin)],
+              response_model=MaintenanceAnswer, **_AS_BUILT, responses=error_responses(400, 401, 413))
     async def maintenance(req: MaintenanceRequest, request: Request) -> dict[str, Any]:
         replicated = await arbiter.set_maintenance(req.enabled, f"by {_who(request)}")
         return {"maintenance": req.enabled, "replicated": replicated}
 
-    @app.get("/config", tags=["config"])
+    @app.get("/config", tags=["config"], operation_id="getConfig", response_model=ConfigDocument, **_AS_BUILT)
     def get_config() -> dict[str, Any]:
         return arbiter.config.as_json()
 
-    @app.put("/config", tags=["config"], dependencies=[Depends(admin)],
+    @app.put("/config", tags=["config"], operation_id="putConfig", dependencies=[Depends(admin)],
+             response_model=ConfigChange, **_AS_BUILT,
              responses=error_responses(401, 413, 422) | {503: {"description": "not changed: the database failed"}},
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _PATCH}}}})
-    async def put_config(request: Request) -> JSONResponse:
+             openapi_extra={"requestBody": {"required": True,
+                                            "content": {"application/json": {"schema": schema_ref("SettingsPatch")}}}})
+    async def put_config(request: Request) -> Any:
         try:
             patch = json.loads(await request.body() or b"null")
         except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
@@ -168,9 +141,10 @@ def create_app(arbiter: Arbiter) -> FastAPI:
             return _unprocessable(exc.errors)
         except StoreError as exc:
             raise HTTPException(503, f"not changed: {exc}") from None
-        return JSONResponse({"changed": changed, "replicated": replicated} | arbiter.config.as_json())
+        return {"changed": changed, "replicated": replicated} | arbiter.config.as_json()
 
-    @app.get("/logs", tags=["logs"], response_class=PlainTextResponse, responses={200: _LOG_CONTENT})
+    @app.get("/logs", tags=["logs"], operation_id="getLogs", response_class=PlainTextResponse,
+             responses={200: _LOG_ANSWER})
     def logs(day: Annotated[str | None, Query(description="YYYY-MM-DD", pattern=r"^\d{4}-\d{2}-\d{2}$",
                                                     json_schema_extra={"format": "date"})] = None,
              format: Literal["text", "json"] = "text") -> Response:
@@ -184,21 +158,22 @@ def create_app(arbiter: Arbiter) -> FastAPI:
             return JSONResponse(arbiter.ftlog.parse(text))
         return PlainTextResponse(text)
 
-    @app.get("/logs/days", tags=["logs"])
+    @app.get("/logs/days", tags=["logs"], operation_id="getLogDays", response_model=LogDays)
     def log_days() -> list[str]:
         return arbiter.ftlog.days()
 
     peer = APIRouter(prefix="/peer", tags=["peer"], dependencies=[Depends(peer_auth)],
                      responses=error_responses(400, 401, 413))
 
-    @peer.post("/heartbeat")
+    @peer.post("/heartbeat", operation_id="peerHeartbeat", response_model=HeartbeatAnswer, **_AS_BUILT)
     async def heartbeat(body: Heartbeat) -> dict[str, Any]:
         try:
             return await arbiter.on_heartbeat(body.model_dump())
         except ValueError as exc:  # e.g. a timestamp of the right shape but no real date
             raise RequestValidationError([{"loc": ("body",), "msg": str(exc), "type": "value_error"}]) from None
 
-    @peer.post("/role", responses=error_responses(409))
+    @peer.post("/role", operation_id="peerRole", response_model=RoleAnswer, **_AS_BUILT,
+               responses=error_responses(409))
     async def role(cmd: RoleCommand) -> dict[str, Any]:
         try:
             state = await arbiter.on_role_command(cmd.role, cmd.epoch, cmd.cause, cmd.reason)
@@ -206,7 +181,7 @@ def create_app(arbiter: Arbiter) -> FastAPI:
             raise HTTPException(409, str(exc)) from None
         return {"node_id": state.node_id, "role": state.role.value, "epoch": state.epoch}
 
-    @peer.get("/config")
+    @peer.get("/config", operation_id="getPeerConfig", response_model=PeerConfig, **_AS_BUILT)
     def peer_config(digest: str = "") -> dict[str, Any]:
         if digest == arbiter.config.digest():
             return {"settings": {}, "digest": digest}

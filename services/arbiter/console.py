@@ -24,6 +24,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hotstandby.api_models import CtiSnapshot
 from hotstandby.settings import ClusterSettings, NodeSettings, split_host_port
 from hotstandby.web import error_responses
 from services.arbiter.heartbeat import Arbiter
@@ -136,7 +137,7 @@ def install_console(app: FastAPI, arbiter: Arbiter, admin: Callable[[Request], N
 
     @app.post("/cti/restart", tags=["commands"], dependencies=[Depends(admin)], operation_id="restartCti",
               summary="Restart this node's CTI server now (it must be ACTIVE); counted in restarts",
-              responses=error_responses(401, 409))
+              response_model=CtiSnapshot, response_model_exclude_unset=True, responses=error_responses(401, 409))
     async def cti_restart(request: Request) -> dict[str, Any]:
         arbiter.ftlog.write("Arbiter", f"CTI restart requested by {who(request)}")
         refused = await arbiter.cti.restart()

@@ -166,6 +166,7 @@ class Arbiter:
                 await self.lease.tend()
         mem.last_reason = decision.reason
         self.last_tick_done = self.clock()
+        self.metrics.ticked(mem.wall(), witness=self.lease.on())
         self.metrics.tick_seconds.labels(self.node.node_id).observe(self.last_tick_done - started)
         update_gauges(mem)
         if decision.switched:

@@ -39,6 +39,8 @@ def update_gauges(mem: Memory) -> None:
     m.lan_ok.labels(n).set(0 if mem.lan_ok is False else 1)
     m.maintenance.labels(n).set(1 if s.maintenance else 0)
     m.expected_delay.labels(n).set(expected_delay(mem))
+    m.readings(peer_role=s.peer.role if s.peer else None, interval_s=mem.cluster.heartbeat_interval_s,
+               digest=mem.config.digest())
 
 
 def peer_status(mem: Memory) -> str:

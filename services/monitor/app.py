@@ -12,19 +12,22 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hotstandby.api_models import CtiState, Health, Whoami
 from hotstandby.ftlog import FaultTolerantLog
 from hotstandby.model import Role
 from hotstandby.settings import NodeSettings
-from hotstandby.web import BodyLimit, admin_guard, error_responses, install_error_handlers
+from hotstandby.web import BodyLimit, admin_guard, error_responses, install_error_handlers, text_answer
 from services.monitor.cti import CtiService, NotActive
 
 COMPAT_PATHS = {"/ipscfg/admin/monitor.aspx": "/monitor", "/monitor": "/monitor"}
 # Documented, not enforced: an unknown mod is the SPEC's 400 with a message, not FastAPI's 422.
 MOD_PATTERN = r"^\s*([Nn][Oo][Nn][Ee]|[Ii][Pp][Ss][Ww][Ss]|[Ff][Tt])\s*$"
+Mod = Annotated[str, Query(description="NONE (the node serves), IPSWS (the application self-check), FT (the role); "
+                                       "case-insensitive", json_schema_extra={"pattern": MOD_PATTERN})]
 CTI_FIELDS = ("state", "pid", "restarts", "ports_registered", "devices_registered", "last_error")
 
 
@@ -75,47 +78,72 @@ def create_app(ctx: MonitorContext) -> FastAPI:
             return PlainTextResponse("ACTIVE" if active else "STANDBY", status_code=200 if active else 503)
         return PlainTextResponse(f"unknown mod {mod[:40]!r}: use NONE, IPSWS or FT", status_code=400)
 
-    @app.get("/monitor", tags=["probes"], response_class=PlainTextResponse,
-             summary="Also at /IPSCFG/admin/monitor.aspx; path and mod match case-insensitively",
-             responses={503: {"description": "STANDBY (mod=FT) or IPSWS=ERROR"}, 400: {"description": "unknown mod"}})
-    def monitor(mod: Annotated[str, Query(json_schema_extra={"pattern": MOD_PATTERN})] = "NONE") -> PlainTextResponse:
+    # The compatibility probes answer plain text, and their status code is the signal (SPEC 3).
+    probe_answers: dict[int | str, dict[str, Any]] = {
+        200: text_answer("OK (mod=NONE), IPSWS=OK (mod=IPSWS), or ACTIVE (mod=FT, the ACTIVE node)", "OK"),
+        503: text_answer("STANDBY (mod=FT on the STANDBY node), or IPSWS=ERROR: <reason> (the application "
+                         "self-check fails)", "STANDBY"),
+        400: text_answer("an unknown mod, with a message", "unknown mod 'X': use NONE, IPSWS or FT"),
+    }
+
+    @app.get("/monitor", tags=["probes"], operation_id="getMonitor", response_class=PlainTextResponse,
+             summary="The load balancer's and the peer's probe; path and mod match case-insensitively",
+             responses=probe_answers)
+    def monitor(mod: Mod = "NONE") -> PlainTextResponse:
         return probe(mod)
 
-    @app.get("/whoami", tags=["probes"])
+    # Served by the same handler (CaseInsensitivePaths routes it, in any case, to /monitor); listed so that
+    # clients and fuzzers know the vendor's path too.
+    @app.get("/IPSCFG/admin/monitor.aspx", tags=["probes"], operation_id="getMonitorAspx",
+             response_class=PlainTextResponse, responses=probe_answers,
+             summary="The vendor's path of the same probe (existing load balancer monitors keep working)")
+    def monitor_aspx(mod: Mod = "NONE") -> PlainTextResponse:
+        return probe(mod)
+
+    answers: dict[str, Any] = {"response_model_exclude_unset": True}
+
+    @app.get("/whoami", tags=["probes"], operation_id="getWhoami", response_model=Whoami, **answers)
     def whoami() -> dict[str, str]:
         return {"node_id": ctx.node.node_id, "address": ctx.address()}
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], operation_id="getHealth", response_model=Health, **answers)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    @app.get("/metrics", tags=["health"], operation_id="getMetrics", response_class=PlainTextResponse,
+             responses={200: text_answer("Prometheus text exposition (SPEC 8)")})
     def metrics() -> Response:
         return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/cti", tags=["cti"])
-    def cti() -> dict[str, Any]:
+    def cti_state() -> dict[str, Any]:
         snap = ctx.cti.supervisor.snapshot()
         return {k: snap.get(k) for k in CTI_FIELDS} | {"held": ctx.cti.held}
 
-    async def command(action: str) -> JSONResponse:
+    @app.get("/cti", tags=["cti"], operation_id="getCti", response_model=CtiState, **answers)
+    def cti() -> dict[str, Any]:
+        return cti_state()
+
+    async def command(action: str) -> dict[str, Any]:
         try:
             await getattr(ctx.cti, action)()
         except NotActive as exc:
             raise HTTPException(409, str(exc)) from None
         ctx.ftlog.write("Monitor", f"CTI {action} requested by the administrator")
-        return JSONResponse(cti())
+        return cti_state()
 
-    @app.post("/cti/start", tags=["cti"], dependencies=[Depends(admin)], responses=error_responses(401, 409))
-    async def cti_start() -> JSONResponse:
+    commands: dict[str, Any] = answers | {"tags": ["cti"], "dependencies": [Depends(admin)],
+                                          "response_model": CtiState, "responses": error_responses(401, 409)}
+
+    @app.post("/cti/start", operation_id="startCti", **commands)
+    async def cti_start() -> dict[str, Any]:
         return await command("start")
 
-    @app.post("/cti/stop", tags=["cti"], dependencies=[Depends(admin)], responses=error_responses(401, 409))
-    async def cti_stop() -> JSONResponse:
+    @app.post("/cti/stop", operation_id="stopCti", **commands)
+    async def cti_stop() -> dict[str, Any]:
         return await command("stop")
 
-    @app.post("/cti/restart", tags=["cti"], dependencies=[Depends(admin)], responses=error_responses(401, 409))
-    async def cti_restart() -> JSONResponse:
+    @app.post("/cti/restart", operation_id="restartCti", **commands)
+    async def cti_restart() -> dict[str, Any]:
         return await command("restart")
 
     return app

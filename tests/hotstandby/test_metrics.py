@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hotstandby.metrics import ArbiterMetrics, monitor_registry
+from hotstandby.model import Cause, Role
 
 ARBITER_SAMPLES = (
     "hotstandby_role",
@@ -44,17 +45,23 @@ def test_arbiter_metric_present_from_the_start_with_a_node_label(name: str) -> N
     assert all(labels.get("node") == "server2" for labels in found[name])
 
 
+def test_role_changes_start_at_zero_for_every_role_and_cause() -> None:
+    """``hotstandby_role_changes_total`` has a 0 sample for each new role x cause before any change happens."""
+    found = samples(ArbiterMetrics("server1").registry)["hotstandby_role_changes_total"]
+    assert sorted((s["node"], s["to"], s["cause"]) for s in found) == sorted(
+        ("server1", role.value, cause.value) for role in Role for cause in Cause)
+
+
 def test_role_changes_carry_node_to_and_cause() -> None:
-    """``hotstandby_role_changes_total`` counts each change with node, new role and cause labels."""
+    """A change counts under its node, new role and cause; the others stay at 0."""
     m = ArbiterMetrics("server1")
-    m.role_changes.labels("server1", "ACTIVE", "R1").inc()
-    m.role_changes.labels("server1", "ACTIVE", "R1").inc()
-    m.role_changes.labels("server1", "STANDBY", "R7").inc()
-    assert samples(m.registry)["hotstandby_role_changes_total"] == [
-        {"node": "server1", "to": "ACTIVE", "cause": "R1"},
-        {"node": "server1", "to": "STANDBY", "cause": "R7"},
-    ]
-    assert value(m.registry, "hotstandby_role_changes_total", node="server1", to="ACTIVE", cause="R1") == 2.0
+    m.role_changes.labels("server1", "ACTIVE", "failover").inc()
+    m.role_changes.labels("server1", "ACTIVE", "failover").inc()
+    m.role_changes.labels("server1", "STANDBY", "manual").inc()
+    assert (value(m.registry, "hotstandby_role_changes_total", node="server1", to="ACTIVE", cause="failover"),
+            value(m.registry, "hotstandby_role_changes_total", node="server1", to="STANDBY", cause="manual"),
+            value(m.registry, "hotstandby_role_changes_total", node="server1", to="ACTIVE", cause="manual")) == (
+        2.0, 1.0, 0.0)
 
 
 def test_values_recorded_are_exported() -> None:
