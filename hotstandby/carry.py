@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from hotstandby import rules
 from hotstandby.model import (
@@ -43,15 +43,13 @@ from hotstandby.settings import ClusterSettings
 # -- the effects a driver performs, and what it answers --------------------------------------------
 
 
-@dataclass(frozen=True)
-class TakeKey:
+class TakeKey(NamedTuple):
     """Take the witness key for a promotion -> ``Taken`` (``hotstandby.witness``), or None without a witness."""
 
     epoch: int  # the least epoch to write
 
 
-@dataclass(frozen=True)
-class Reassert:
+class Reassert(NamedTuple):
     """An ACTIVE whose key vanished takes it back, same epoch -> ``Taken``."""
 
     epoch: int
@@ -62,23 +60,20 @@ class KeyNow:
     """What the witness last said of the key -> ``WitnessView``, or None without a witness."""
 
 
-@dataclass(frozen=True)
-class Persist:
+class Persist(NamedTuple):
     """Write role, epoch and cause to the database -> None, or the error's text."""
 
     state: NodeState
 
 
-@dataclass(frozen=True)
-class Adopt:
+class Adopt(NamedTuple):
     """The decision is ours now: hold its state (``durable``: role, epoch or cause changed) -> None."""
 
     decision: Decision
     durable: bool
 
 
-@dataclass(frozen=True)
-class Ask:
+class Ask(NamedTuple):
     """``POST /peer/role`` and wait at most ``timeout`` -> ``Answer``."""
 
     role: Role
@@ -88,8 +83,7 @@ class Ask:
     timeout: float
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     ok: bool  # the peer obeyed
     answered: bool  # a definite answer came (a refusal, when not ok)
     detail: str
@@ -98,15 +92,13 @@ class Answer:
     unauthorized: bool = False  # it refused our signature: as good as unreachable for a switch
 
 
-@dataclass(frozen=True)
-class Heard:
+class Heard(NamedTuple):
     """The peer's answer is the freshest word on its role: hold ``state`` (its view updated) -> None."""
 
     state: NodeState
 
 
-@dataclass(frozen=True)
-class Say:
+class Say(NamedTuple):
     """A line of the fault-tolerant log -> None. ``once``: not again while it is the last sentence."""
 
     line: str
@@ -116,8 +108,7 @@ class Say:
 Effect = TakeKey | Reassert | KeyNow | Persist | Adopt | Ask | Heard | Say | StopCti | StartCti | ReleaseKey
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     refused: bool  # the plan did not do what it meant to (its reason says why)
     reason: str  # the sentence: the last role change's, a refusal's, or the plan's
     applied: Decision | None  # the last decision adopted

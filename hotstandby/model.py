@@ -1,9 +1,14 @@
-"""The values the decision core works on: frozen, comparable, no behaviour beyond naming things."""
+"""The values the decision core works on: frozen, comparable, no behaviour beyond naming things.
+
+The ones made on every tick are NamedTuples (a fraction of a frozen dataclass's cost to build, for the
+arbiter and the simulator alike); the field-less plan steps stay dataclasses, since NamedTuples without
+fields would all equal ``()``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Role(StrEnum):
@@ -51,8 +56,7 @@ class Cause(StrEnum):
     CANNOT_PERSIST = "cannot_persist"  # R13: the database refuses writes (disk full, read-only)
 
 
-@dataclass(frozen=True)
-class PeerView:
+class PeerView(NamedTuple):
     """What the peer said about itself in the last state exchange."""
 
     node_id: str
@@ -63,8 +67,7 @@ class PeerView:
     can_be_active: bool = True  # its LAN is fine and it can persist a role
 
 
-@dataclass(frozen=True)
-class WitnessView:
+class WitnessView(NamedTuple):
     """What one tick saw of the witness (SPEC 12), measured by the edge just before deciding."""
 
     reachable: bool  # the renewal and the read of the key both answered this tick
@@ -74,8 +77,7 @@ class WitnessView:
     holds: bool = False  # the key names this node and is bound to its live lease
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     """Everything one tick learned from the outside world; the edges fill it in, bounded by T."""
 
     probe_ok: bool  # the peer's monitor answered mod=NONE (or IPSWS) validly within T
@@ -126,15 +128,14 @@ class NodeState:
 _STATE_FIELDS = frozenset(NodeState.__dataclass_fields__)
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """A tick's outcome: the state to commit, the effects to apply, and the one sentence that explains it."""
 
     state: NodeState
     reason: str
     actions: tuple[Action, ...] = ()
     rule: str | None = None  # "R1".."R8" when the role changes
-    log: tuple[str, ...] = field(default=())  # extra fault-tolerant log lines (probe counts)
+    log: tuple[str, ...] = ()  # extra fault-tolerant log lines (probe counts)
     why: str = ""  # the cause part of a switch's reason (after the rule), passed on to the peer
 
     @property
@@ -148,8 +149,7 @@ class Decision:
 # ``hotstandby.carry.carry_out``, which the arbiter and the simulator both drive. Its steps:
 
 
-@dataclass(frozen=True)
-class Commit:
+class Commit(NamedTuple):
     """Take the role ``decision`` made (from the state the plan was made on). A promotion first takes the
     witness key (no key, no promotion); then role, epoch and cause are persisted before any later step."""
 
@@ -157,8 +157,7 @@ class Commit:
     kept: NodeState | None = None  # the state to keep when the promotion cannot happen (default: the current one)
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """A role change decided when the step runs, from the state then (it follows a step that waited on the
     peer, so the state may have moved): ``rules.promote`` or ``rules.demote``, then as ``Commit``."""
 
@@ -190,8 +189,7 @@ class TendKey:
     """After a tick: an ACTIVE whose key vanished takes it back; a STANDBY holding it releases it."""
 
 
-@dataclass(frozen=True)
-class Tell:
+class Tell(NamedTuple):
     """``POST /peer/role``: ask the peer to take ``role``, wait for its answer (at most ``timeout``)."""
 
     role: Role
@@ -207,8 +205,7 @@ class Tell:
 Step = Commit | Change | StopCti | StartCti | ReleaseKey | TendKey | Tell
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """A role change the core made: the steps that carry it out in order, or why it is refused."""
 
     reason: str  # the sentence: what the plan does, or why it is refused

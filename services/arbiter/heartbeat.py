@@ -27,7 +27,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from hotstandby import rules
@@ -163,7 +162,7 @@ class Arbiter:
                 decision = Decision(mem.state, "no action: a command changed the pair while this tick observed")
             else:
                 # The renewal's age is taken now, right before deciding, not when the tick began.
-                obs = replace(obs, witness=self.lease.view(), store_problem=mem.store_problem)
+                obs = obs._replace(witness=self.lease.view(), store_problem=mem.store_problem)
                 out = await self.roles.carry_out(rules.plan_tick(mem.state, obs, cfg))
                 decision = out.applied or Decision(mem.state, out.reason)
         mem.last_reason = decision.reason

@@ -634,10 +634,15 @@ def test_property_switch_reason_names_direction_and_rule(
 def test_property_maintenance_means_no_automatic_switch(
     state: NodeState, seq: list[Observation], settings: ClusterSettings
 ) -> None:
-    """With maintenance on, no tick changes the role or acts."""
+    """With maintenance on, no tick changes the role or acts, but R12: an ACTIVE that can no longer show it is
+    the only one (the witness lost, its peer silent) steps down and stops CTI all the same."""
     state = state.evolve(maintenance=True)
-    for before, _obs, d, _ in walk(state, list(seq), settings):
-        assert (before.role, ()) == (d.state.role, d.actions)
+    for before, obs, d, _ in walk(state, list(seq), settings):
+        if d.rule == "R12":
+            assert obs.witness is not None and (before.role, d.state.role, d.actions) == (
+                Role.ACTIVE, Role.STANDBY, (Action.STOP_CTI,))
+        else:
+            assert (before.role, ()) == (d.state.role, d.actions)
 
 
 @settings(max_examples=300, deadline=None)
