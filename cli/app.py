@@ -323,8 +323,8 @@ def _cluster_for_render(url: str | None) -> ClusterSettings:
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def sim(ctx: typer.Context) -> None:
-    """Deterministic simulation of the pair: --seed S --steps K --runs R --json --profile P --keep I,J --trace
-    (exit 1 on any invariant violation; `hotstandby sim --help` lists every option)."""
+    """Deterministic simulation of the pair: --seed S --steps K --runs R --json --profile P --witness --plant BUG
+    --keep I,J --trace (exit 1 on any invariant violation; `hotstandby sim --help` lists every option)."""
     from hotstandby.sim.cli import main as sim_main
 
     argv = list(ctx.args)

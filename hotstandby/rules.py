@@ -1,21 +1,41 @@
-"""The failover rules R1-R8, R11 and the witness's R12 as pure functions of state, observations and settings.
+"""When a node switches, and what happens then: every role change as a plan made by pure functions.
 
-Nothing here does I/O, reads a clock or sleeps: the arbiter's tick and the simulator call the same
-code. Each function returns a ``Decision`` whose ``reason`` is the sentence that goes verbatim into
-the fault-tolerant log when the role changes.
+    decide(state, obs, settings)          -> Decision   a tick: R1-R8, R11, R12 (witness), R13 (cannot persist)
+    plan_tick(state, obs, settings)       -> Plan       the tick's decision and the steps that carry it out
+    plan_switch(state, target, ...)       -> Plan       R7: its refusals, its ordered steps, its rollback
+    plan_stop(state, settings)            -> Plan       R10: which peer, which steps
+    plan_role_command(state, role, ...)   -> Plan       the peer tells us our role
+
+A plan is refused (the reason is the 409) or a tuple of steps (``hotstandby.model``: Commit, Change,
+StopCti, StartCti, ReleaseKey, TendKey, Tell) that ``hotstandby.carry.carry_out`` runs in order for
+the arbiter and for the simulator alike: a role is persisted before any effect of it, a promotion
+takes the witness key first. ``check_invariants`` checks every decision and ``check_plan`` every
+plan, so no role change bypasses them. Nothing here does I/O, reads a clock or sleeps. Each
+``reason`` is the sentence that goes verbatim into the fault-tolerant log when the role changes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hotstandby.model import (
     Action,
     Cause,
+    Change,
+    Commit,
     Decision,
     NodeState,
     Observation,
     PeerView,
+    Plan,
     Rank,
+    ReleaseKey,
     Role,
+    StartCti,
+    Step,
+    StopCti,
+    Tell,
+    TendKey,
     WitnessView,
     rank_of,
 )
@@ -23,6 +43,8 @@ from hotstandby.settings import ClusterSettings
 
 TO_ACTIVE = "SWITCH THIS SERVER TO PRIMARY"  # the vendor calls the ACTIVE role "primary"
 TO_STANDBY = "SWITCH THIS SERVER TO BACKUP"
+PROMOTE_ANSWER_S = 1.0  # the least a "take ACTIVE" command waits for its answer (see tell_timeout)
+R10_ANSWER_S = 1.5  # the most R10's handover waits for it: the peer must be ACTIVE within 2 s whatever T is
 
 
 class InvariantError(AssertionError):
@@ -36,20 +58,21 @@ def promote(state: NodeState, *, rule: str, cause: Cause, why: str, demote_peer:
     new_epoch = max(known + 1, epoch or 0)
     actions = ((Action.DEMOTE_PEER,) if demote_peer else ()) + (Action.START_CTI,)
     new = state.evolve(role=Role.ACTIVE, epoch=new_epoch, cause=cause, dual_active=0, vip_count=0, both_standby=0)
-    return Decision(new, f"{TO_ACTIVE}, {rule} {why}", actions, rule)
+    return Decision(new, f"{TO_ACTIVE}, {rule} {why}", actions, rule, why=why)
 
 
 def demote(state: NodeState, *, rule: str, cause: Cause, why: str, handover: bool = False) -> Decision:
     """Become STANDBY and stop CTI; with ``handover`` then ask the peer to take ACTIVE."""
     actions = (Action.STOP_CTI,) + ((Action.PROMOTE_PEER,) if handover else ())
     new = state.evolve(role=Role.STANDBY, cause=cause, dual_active=0, vip_count=0, both_standby=0)
-    return Decision(new, f"{TO_STANDBY}, {rule} {why}", actions, rule)
+    return Decision(new, f"{TO_STANDBY}, {rule} {why}", actions, rule, why=why)
 
 
 def observe(state: NodeState, obs: Observation) -> tuple[NodeState, tuple[str, ...]]:
     """Fold one tick's observations into the counters; returns the new state and probe log lines."""
     log: list[str] = []
-    peer_rank = rank_of(state.peer_id).value
+    peer_rank = rank_of(state.peer_id).value if (state.peer_failures or not obs.probe_ok or obs.lan_ok is False
+                                                 or (obs.peer and obs.peer.role is Role.ACTIVE)) else ""
     if obs.probe_ok:
         if state.peer_failures:
             log.append(f"Check {peer_rank} server : recovered after {state.peer_failures} failures")
@@ -97,9 +120,9 @@ def observe(state: NodeState, obs: Observation) -> tuple[NodeState, tuple[str, .
 def decide(state: NodeState, obs: Observation, settings: ClusterSettings) -> Decision:
     """One tick: fold in what was observed, then apply the first rule that fires."""
     seen, log = observe(state, obs)
-    decision = _witness_gate(seen, obs, settings, _rules(seen, obs, settings))
+    decision = _persist_gate(seen, obs, _witness_gate(seen, obs, settings, _rules(seen, obs, settings)))
     check_invariants(state, decision, settings, obs)
-    return Decision(decision.state, decision.reason, decision.actions, decision.rule, log)
+    return decision._replace(log=log) if log else decision
 
 
 def _rules(s: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
@@ -110,6 +133,17 @@ def _rules(s: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
             return Decision(s, f"no action: hot standby disabled, {me} runs standalone ACTIVE")
         return promote(s, rule="R0", cause=Cause.STANDALONE, why="hot standby disabled: standalone ACTIVE",
                        demote_peer=False)
+    w = obs.witness
+    if s.role is Role.ACTIVE and w is not None:
+        # R12 first, maintenance or not: it moves ACTIVE nowhere, it stops a node that can no longer show
+        # it is the only one (in a partition the nodes may not even agree that maintenance is on).
+        if w.reachable and w.holder == peer:
+            return demote(s, rule="R12", cause=Cause.WITNESS,
+                          why=f"the witness names {peer} ACTIVE: it holds the key, {me} does not")
+        if witness_lost(w, cfg) and not peer_confirms_standby(obs):
+            return demote(s, rule="R12", cause=Cause.WITNESS,
+                          why=f"witness lost: {_renewal_words(w, cfg)}, and {peer} does not confirm STANDBY; "
+                              "stepping down before the lease can expire")
     if s.maintenance:
         return Decision(s, f"PAUSE: maintenance on, no automatic switch; {me} stays {s.role}")
     lan_now = obs.lan_ok is not False
@@ -118,14 +152,6 @@ def _rules(s: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
     live = obs.peer  # the peer as it answered this tick, if it did
 
     if s.role is Role.ACTIVE:
-        w = obs.witness
-        if w is not None and w.reachable and w.holder == peer:
-            return demote(s, rule="R12", cause=Cause.WITNESS,
-                          why=f"the witness names {peer} ACTIVE: it holds the key, {me} does not")
-        if w is not None and witness_lost(w, cfg) and not peer_confirms_standby(obs):
-            return demote(s, rule="R12", cause=Cause.WITNESS,
-                          why=f"witness lost: {_renewal_words(w, cfg)}, and {peer} does not confirm STANDBY; "
-                              "stepping down before the lease can expire")
         if s.lan_failures >= n:
             return demote(s, rule="R5", cause=Cause.LAN_LOST,
                           why=f"LAN lost: all LAN probes failed {s.lan_failures} consecutive times")
@@ -141,6 +167,10 @@ def _rules(s: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
         ):
             return demote(s, rule="R3", cause=Cause.FAILBACK, handover=True,
                           why=f"failback: {peer} healthy for {s.peer_successes} consecutive probes")
+        if obs.store_problem is not None:
+            healthy_peer = s.peer_failures == 0 and s.peer is not None and s.peer.can_be_active
+            return demote(s, rule="R13", cause=Cause.CANNOT_PERSIST, handover=healthy_peer,
+                          why=f"cannot persist the role ({obs.store_problem}); handing over")
         failsafe = ""
         if w is not None and witness_lost(w, cfg):
             failsafe = f"; failsafe: witness lost ({_renewal_words(w, cfg)}) but {peer} confirms STANDBY"
@@ -205,20 +235,31 @@ def _witness_gate(s: NodeState, obs: Observation, cfg: ClusterSettings, d: Decis
     return Decision(s, f"no action: {s.node_id} would take ACTIVE ({d.rule}) but {why}: no promotion without the key")
 
 
+def _persist_gate(s: NodeState, obs: Observation, d: Decision) -> Decision:
+    """R13: a node that cannot persist a role does not take one (SPEC 4: a role is durable before it acts)."""
+    if obs.store_problem is None or s.role is Role.ACTIVE or d.state.role is not Role.ACTIVE:
+        return d
+    return Decision(s, f"no action: cannot take ACTIVE, the database is not writable ({obs.store_problem})")
+
+
 def with_witness_epoch(d: Decision, epoch: int) -> Decision:
     """A promotion whose key was taken: the epoch becomes the fencing token the witness wrote."""
     if epoch < d.state.epoch:
         raise InvariantError(f"witness epoch {epoch} below the promotion's {d.state.epoch}")
-    return Decision(d.state.evolve(epoch=epoch), d.reason, d.actions, d.rule, d.log)
+    return d._replace(state=d.state.evolve(epoch=epoch))
 
 
-def witness_refused(kept: NodeState, d: Decision, why: str) -> Decision:
-    """A promotion whose key could not be taken does not happen: ``kept`` is the state without it (for a
+def not_promoted(kept: NodeState, d: Decision, why: str) -> Decision:
+    """A promotion that cannot happen at the edge (no key, no disk): ``kept`` is the state without it (for a
     tick, what it observed: ``observe(before, obs)[0]``, so the failure counts go on)."""
     if kept.role is not Role.STANDBY:
         raise InvariantError("only a STANDBY is refused a promotion")
-    return Decision(kept, f"no action: {kept.node_id} would take ACTIVE ({d.rule}) but cannot take the witness "
-                          f"key: {why}", (), None, d.log)
+    return Decision(kept, f"no action: {kept.node_id} would take ACTIVE ({d.rule}) but {why}", (), None, d.log)
+
+
+def witness_refused(kept: NodeState, d: Decision, why: str) -> Decision:
+    """A promotion whose key could not be taken does not happen."""
+    return not_promoted(kept, d, f"cannot take the witness key: {why}")
 
 
 def _steps_down_on_dual(s: NodeState, cfg: ClusterSettings) -> bool:
@@ -244,9 +285,8 @@ def on_role_command(state: NodeState, role: Role, epoch: int, *, cause: Cause, w
         if state.role is Role.STANDBY:
             return Decision(state.evolve(epoch=max(state.epoch, epoch), cause=cause, both_standby=0),
                             f"no action: already STANDBY ({why})")
-        d = demote(state.evolve(epoch=max(state.epoch, epoch)), rule="R7" if cause is Cause.MANUAL else "R1",
-                   cause=cause, why=why)
-        return d
+        return demote(state.evolve(epoch=max(state.epoch, epoch)), rule="R7" if cause is Cause.MANUAL else "R1",
+                      cause=cause, why=why)
     if not can_be_active:
         raise StaleCommand("cannot take ACTIVE: LAN check failing or role cannot be persisted")
     if state.role is Role.ACTIVE:
@@ -268,15 +308,17 @@ def restart_state(node_id: str, stored_epoch: int, maintenance: bool) -> NodeSta
                      maintenance=maintenance)
 
 
-def check_invariants(before: NodeState, d: Decision, cfg: ClusterSettings, obs: Observation | None = None) -> None:
-    """Raise InvariantError when a decision breaks a rule the core must never break."""
+def check_invariants(before: NodeState, d: Decision, cfg: ClusterSettings, obs: Observation | None = None,
+                     *, commanded: bool = False) -> None:
+    """Raise InvariantError when a decision breaks a rule the core must never break (``commanded``: an
+    operator's or the peer's command, which maintenance does not pause)."""
     after = d.state
     w = obs.witness if obs is not None else None
-    paused = before.maintenance or not cfg.enabled  # R11 and standalone: no automatic switch at all
-    if (w is not None and obs is not None and not paused and before.role is Role.ACTIVE
+    if (w is not None and obs is not None and cfg.enabled and before.role is Role.ACTIVE
             and after.role is Role.ACTIVE and witness_lost(w, cfg) and not peer_confirms_standby(obs)):
         raise InvariantError("stayed ACTIVE with the witness lost and no STANDBY peer to vouch for it")
-    if w is not None and not paused and before.role is Role.STANDBY and after.role is Role.ACTIVE and not w.reachable:
+    if (w is not None and cfg.enabled and not before.maintenance and before.role is Role.STANDBY
+            and after.role is Role.ACTIVE and not w.reachable):
         raise InvariantError("promoted while the witness was unreachable")
     if after.epoch < before.epoch:
         raise InvariantError(f"epoch went back from {before.epoch} to {after.epoch}")
@@ -284,12 +326,196 @@ def check_invariants(before: NodeState, d: Decision, cfg: ClusterSettings, obs: 
         raise InvariantError("CTI started on a node that is not ACTIVE")
     if after.role is Role.STANDBY and Action.STOP_CTI not in d.actions and before.role is Role.ACTIVE:
         raise InvariantError("demoted without stopping CTI")
-    if d.rule == "R1" and after.peer_failures < cfg.failures_to_switch:
+    if d.rule == "R1" and after.role is Role.ACTIVE and after.peer_failures < cfg.failures_to_switch:
         raise InvariantError(f"promoted on {after.peer_failures} failures, fewer than N")
-    if d.switched and before.maintenance and cfg.enabled:
+    if d.switched and before.maintenance and cfg.enabled and not commanded and d.rule != "R12":
         raise InvariantError("automatic switch during maintenance")
     if after.role is Role.ACTIVE and before.role is Role.STANDBY and after.epoch <= before.epoch:
         raise InvariantError("promotion without a new epoch")
+
+
+# -- plans: what happens when a node switches --------------------------------------------------
+
+
+def tell_timeout(role: Role, cfg: ClusterSettings) -> float:
+    """How long a role command waits for its answer. Telling the peer to stand down stays bounded by T: a
+    promotion must not wait on a peer that may be gone. Asking it to take ACTIVE waits at least
+    PROMOTE_ANSWER_S: a loaded peer that persists and answers in 0.15 s at T = 0.1 s has taken ACTIVE, and
+    reading that as "no" (then taking ACTIVE back) would leave both ACTIVE until R4."""
+    t = cfg.heartbeat_timeout_s
+    return max(t, PROMOTE_ANSWER_S) if role is Role.ACTIVE else t
+
+
+def _effects(role: Role, actions: tuple[Action, ...], cause: Cause, cfg: ClusterSettings, *,
+             must: str | None = None, timeout: float | None = None) -> tuple[Step, ...]:
+    """A role change's actions as steps, in order: CTI, the witness key once CTI is down, the peer.
+    ``must``: the peer must take the ACTIVE we hand over, else the plan stops refused (and rolls back)."""
+    steps: list[Step] = []
+    for a in actions:
+        if a is Action.DEMOTE_PEER:
+            steps.append(Tell(Role.STANDBY, cause, None, tell_timeout(Role.STANDBY, cfg)))
+        elif a is Action.STOP_CTI:
+            steps.append(StopCti())
+            if role is Role.STANDBY:
+                steps.append(ReleaseKey())  # our CTI is down: the peer may take the key (a handover)
+        elif a is Action.START_CTI:
+            steps.append(StartCti())
+        else:  # PROMOTE_PEER
+            steps.append(Tell(Role.ACTIVE, cause, None, timeout or tell_timeout(Role.ACTIVE, cfg),
+                              refused=must, unreached=must))
+    return tuple(steps)
+
+
+def carry(d: Decision, cfg: ClusterSettings, *, kept: NodeState | None = None, must: str | None = None,
+          timeout: float | None = None) -> tuple[Step, ...]:
+    """A decision made now: commit it, then its actions."""
+    return (Commit(d, kept), *_effects(d.state.role, d.actions, d.state.cause, cfg, must=must, timeout=timeout))
+
+
+def change(role: Role, rule: str, cause: Cause, why: str, cfg: ClusterSettings, *, peer: bool = False,
+           epoch: int = 0) -> tuple[Step, ...]:
+    """A role change decided when it runs (after a step that waited): the change, then its actions."""
+    if role is Role.ACTIVE:
+        actions = ((Action.DEMOTE_PEER,) if peer else ()) + (Action.START_CTI,)
+    else:
+        actions = (Action.STOP_CTI,) + ((Action.PROMOTE_PEER,) if peer else ())
+    return (Change(role, rule, cause, why, peer, epoch), *_effects(role, actions, cause, cfg))
+
+
+def decide_change(state: NodeState, c: Change, cfg: ClusterSettings, *, why: str) -> Decision:
+    """A ``Change`` step made a decision, from the state when it runs; checked like every decision."""
+    if c.role is Role.ACTIVE:
+        if state.role is Role.ACTIVE:
+            return Decision(state, f"no action: already ACTIVE ({why})")
+        d = promote(state, rule=c.rule, cause=c.cause, why=why, demote_peer=c.peer, epoch=c.epoch)
+    else:
+        if state.role is Role.STANDBY:
+            return Decision(state, f"no action: already STANDBY ({why})")
+        d = demote(state, rule=c.rule, cause=c.cause, why=why, handover=c.peer)
+    check_invariants(state, d, cfg, commanded=True)
+    return d
+
+
+def refuse(reason: str) -> Plan:
+    return Plan(reason, refused=True)
+
+
+def plan_tick(state: NodeState, obs: Observation, cfg: ClusterSettings,
+              decide_fn: Callable[[NodeState, Observation, ClusterSettings], Decision] = decide) -> Plan:
+    """One tick: the decision, committed (a refused promotion keeps what the tick observed, so the failure
+    counts go on), its actions, then the witness key tended. (``decide_fn``: a broken rule, in a test.)"""
+    d = decide_fn(state, obs, cfg)
+    kept = observe(state, obs)[0] if d.state.role is Role.ACTIVE and state.role is Role.STANDBY else None
+    w = obs.witness
+    # Tend the key after a role change, or when what the witness said asks for it (see carry.py's tend).
+    tend = w is not None and (d.state.role is not state.role or (w.reachable and (
+        w.holder is None if state.role is Role.ACTIVE else w.holder == state.node_id)))
+    return checked(state, Plan(d.reason, carry(d, cfg, kept=kept), always=(TendKey(),) if tend else (),
+                               rule=d.rule, log=d.log), cfg)
+
+
+def plan_role_command(state: NodeState, role: Role, epoch: int, cfg: ClusterSettings, *, cause: Cause, why: str,
+                      can_be_active: bool = True) -> Plan:
+    """The peer tells us our role (``POST /peer/role``): obey it, or refuse (409) when that is not safe."""
+    try:
+        d = on_role_command(state, role, epoch, cause=cause, why=why, can_be_active=can_be_active)
+    except StaleCommand as exc:
+        return refuse(str(exc))
+    check_invariants(state, d, cfg, commanded=True)
+    return checked(state, Plan(d.reason, carry(d, cfg), rule=d.rule), cfg)
+
+
+def plan_switch(state: NodeState, target: str, cfg: ClusterSettings, *, force: bool, who: str,
+                unfit: str | None = None, view: PeerView | None = None, probe: str | None = None) -> Plan:
+    """R7, a manual switch to ``target``; the old ACTIVE's CTI stops before the target's starts.
+
+    ``view`` is the peer as it answered an exchange just now (None: no answer). To this node: ``unfit``
+    says why it cannot be ACTIVE (None: it can). The peer is told to go STANDBY first, in an epoch above
+    both, and must obey; only ``force`` goes on when it does not answer (the witness still has its say).
+    To the peer: ``probe`` says why its monitor failed (None: it answered). An ACTIVE steps down, stops
+    CTI, releases the key and hands over; when the peer does not take ACTIVE it takes ACTIVE back (the
+    rollback) and the switch is refused."""
+    me, peer = state.node_id, state.peer_id
+    if target == me:
+        if state.role is Role.ACTIVE:
+            return Plan(f"no action: {me} is ACTIVE already")
+        if unfit is not None:
+            return refuse(f"{me} cannot be ACTIVE: {unfit}")
+        known = max(state.epoch, state.peer.epoch if state.peer else 0, view.epoch if view else 0)
+        why = f"manual switch requested by {who}"
+        unreached = None if force else (f"the current ACTIVE {peer} is unreachable ({{detail}}); "
+                                        "use force to take ACTIVE anyway")
+        steps = (Tell(Role.STANDBY, Cause.MANUAL, why, tell_timeout(Role.STANDBY, cfg), epoch=known + 1,
+                      refused=f"{peer} refused to step down: {{detail}}", unreached=unreached,
+                      note=f", forced while {peer} is unreachable"),
+                 *change(Role.ACTIVE, "R7", Cause.MANUAL, why, cfg, epoch=known + 1))
+        return checked(state, Plan(f"manual switch: {peer} goes STANDBY, then {me} takes ACTIVE", steps,
+                                   failed="cannot take ACTIVE: {detail}", rule="R7"), cfg)
+    if probe is not None or view is None:
+        return refuse(f"target {peer} is unreachable or unhealthy ({probe or 'no state exchange'})")
+    if not view.can_be_active:
+        return refuse(f"target {peer} cannot be ACTIVE (its LAN check fails or it cannot persist)")
+    if view.role is Role.ACTIVE and state.role is Role.STANDBY:
+        return Plan(f"no action: {peer} is ACTIVE already")
+    why = f"manual switch to {peer} requested by {who}"
+    must = f"target {peer} did not take ACTIVE: {{detail}}"
+    if state.role is Role.ACTIVE:
+        d = demote(state, rule="R7", cause=Cause.MANUAL, why=why, handover=True)
+        check_invariants(state, d, cfg, commanded=True)
+        back = change(Role.ACTIVE, "R7", Cause.MANUAL, f"switch to {peer} failed ({{detail}}); taking ACTIVE back",
+                      cfg, peer=True)
+        return checked(state, Plan(d.reason, carry(d, cfg, must=must), rollback=back, rule="R7"), cfg)
+    tell = Tell(Role.ACTIVE, Cause.MANUAL, why, tell_timeout(Role.ACTIVE, cfg),
+                epoch=max(state.epoch, view.epoch) + 1, refused=must, unreached=must)
+    return checked(state, Plan(f"manual switch: {peer} takes ACTIVE", (tell,), rule="R7"), cfg)
+
+
+def plan_stop(state: NodeState, cfg: ClusterSettings) -> Plan:
+    """R10, SIGTERM: an ACTIVE steps down and stops CTI, and hands ACTIVE to its peer when that peer answered
+    its last probe and can be ACTIVE (the answer is awaited at most R10_ANSWER_S: ACTIVE within 2 s)."""
+    if not cfg.enabled or state.role is not Role.ACTIVE:
+        return Plan(f"no action: {state.node_id} stops as {state.role}")
+    healthy = state.probed and state.peer_failures == 0 and state.peer is not None and state.peer.can_be_active
+    d = demote(state, rule="R10", cause=Cause.SHUTDOWN, handover=healthy,
+               why=f"graceful stop{f': handing ACTIVE to {state.peer_id}' if healthy else ''}")
+    check_invariants(state, d, cfg, commanded=True)
+    timeout = min(tell_timeout(Role.ACTIVE, cfg), R10_ANSWER_S)
+    return checked(state, Plan(d.reason, carry(d, cfg, timeout=timeout), rule="R10"), cfg)
+
+
+def checked(state: NodeState, plan: Plan, cfg: ClusterSettings) -> Plan:
+    """``check_plan``, then the plan."""
+    check_plan(state, plan, cfg)
+    return plan
+
+
+def check_plan(state: NodeState, plan: Plan, cfg: ClusterSettings) -> None:
+    """Raise InvariantError when a plan's steps, walked in order, break what every role change must keep:
+    a role is committed before CTI follows it; CTI starts only on an ACTIVE; a node that steps down stops CTI
+    before it asks its peer to take ACTIVE, and never asks while ACTIVE; the epochs it announces are not below
+    its own."""
+    steps = plan.steps
+    if len(steps) == 1 and not plan.rollback and isinstance(steps[0], Commit) \
+            and steps[0].decision.state.role is state.role:
+        return  # a tick that changes no role: its decision was checked by check_invariants
+    role, cti_may_run = state.role, state.role is Role.ACTIVE
+    for steps in (plan.steps, plan.rollback):  # a rollback runs where the steps stopped: after the last one
+        for step in steps:
+            if isinstance(step, Commit | Change):
+                role = step.decision.state.role if isinstance(step, Commit) else step.role
+            elif isinstance(step, StartCti):
+                if role is not Role.ACTIVE:
+                    raise InvariantError("CTI started on a node that is not ACTIVE")
+                cti_may_run = True
+            elif isinstance(step, StopCti):
+                cti_may_run = False
+            elif isinstance(step, Tell):
+                if step.epoch is not None and step.epoch < state.epoch:
+                    raise InvariantError(f"told the peer epoch {step.epoch}, below ours ({state.epoch})")
+                if step.role is Role.ACTIVE and (role is Role.ACTIVE or cti_may_run):
+                    raise InvariantError("asked the peer to take ACTIVE while ours may still run")
+        if role is Role.STANDBY and cti_may_run:
+            raise InvariantError("stepped down without stopping CTI")
 
 
 def expected_failover_delay(cfg: ClusterSettings, *, connect_s: float, ports: int, devices: int) -> float:
@@ -304,13 +530,21 @@ __all__ = [
     "PeerView",
     "StaleCommand",
     "check_invariants",
+    "check_plan",
     "decide",
+    "decide_change",
     "demote",
     "expected_failover_delay",
+    "not_promoted",
     "observe",
     "on_role_command",
+    "plan_role_command",
+    "plan_stop",
+    "plan_switch",
+    "plan_tick",
     "promote",
     "restart_state",
+    "tell_timeout",
     "with_witness_epoch",
     "witness_lost",
     "witness_refused",

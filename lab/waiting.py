@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -30,6 +31,17 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: flo
             last_exc = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what} (last error: {last_exc!r})")
+
+
+async def until(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.01) -> Any:
+    """``wait_until`` inside an event loop: poll ``pred`` (letting the loop run) until it is truthy, or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
 
 
 def holds_for(pred: Callable[[], bool], seconds: float, what: str, interval: float = 0.05) -> None:

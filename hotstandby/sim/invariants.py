@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hotstandby.model import Cause, Decision, NodeState, Observation, Role
+from hotstandby.sim.scenario import lease_s, settle_s
 
 if TYPE_CHECKING:
+    from hotstandby.sim.witness import Lease
     from hotstandby.sim.world import Node, World
 
 #: Every invariant, in report order; each appears in every report, even at 0.
@@ -33,6 +35,11 @@ NAMES = (
     "r10_bound",  # graceful stop -> peer ACTIVE within 2 s
     "liveness",  # after the faults: exactly one ACTIVE, CTI registered there, and it stays
     "maintenance_agreement",  # after the faults both nodes carry the same maintenance flag
+    # With a witness (SPEC 12); 0 in runs without one:
+    "witness_dual_active",  # two nodes ACTIVE at once for longer than one tick (I + T), a frozen node aside
+    "promotion_without_key",  # a node became ACTIVE while the witness's key did not name it
+    "epoch_order",  # a promotion's epoch not above every earlier promotion's
+    "active_past_lease",  # the witness expired an ACTIVE node's lease while it stayed ACTIVE off the failsafe
 )
 
 R10_BOUND_S = 2.0
@@ -65,13 +72,19 @@ class Checks:
         cfg = world.cfg
         n, i, t = cfg.failures_to_switch, cfg.heartbeat_interval_s, cfg.heartbeat_timeout_s
         self.n, self.i, self.t = n, i, t
-        self.r1_bound = n * i + t + i
+        self.witness = world.sc.witness
+        # With a witness the survivor also waits for the dead node's lease (L, up to 0.5 s late), then
+        # takes the key at its next decision.
+        self.r1_bound = max(n * i + t + i, lease_s(cfg) + i + t) if self.witness else n * i + t + i
         self.r3_bound = n * i + i
         self.r4_bound = 2 * n * i + i
+        self.tick_s = i + t  # one tick: the interval, and the T its decision may wait for what it observes
         # A dual registration can begin this long after the last disturbance ended (the N-th
         # failure was counted before the heal, then a DEMOTE wait of T and the CTI startup).
         self.grace = (n + 2) * i + 2 * t + world.startup
-        self.settle = 2 * n * i + t + 3 * i + world.startup
+        self.settle = settle_s(cfg, self.witness)
+        self.dual_excused = False  # a frozen node took part in the current dual ACTIVE
+        self.max_promoted = -1  # the highest epoch a promotion took
         self.counts = dict.fromkeys(NAMES, 0)
         self.found: list[Violation] = []
         self.dcount = 0
@@ -145,7 +158,7 @@ class Checks:
 
     def on_decision(self, node: Node, before: NodeState, obs: Observation, d: Decision) -> None:
         after = d.state
-        if before.maintenance and after.role is not before.role:
+        if before.maintenance and after.role is not before.role and d.rule != "R12":  # R12 is not paused
             self.violate("maintenance_no_switch", node, d.reason)
         if before.role is Role.STANDBY and after.role is Role.ACTIVE and node.fails < self.n:
             r6 = obs.probe_ok and obs.peer is not None and obs.peer.role is Role.STANDBY
@@ -170,9 +183,48 @@ class Checks:
         both = a.alive and b.alive and a.state.role is Role.ACTIVE and b.state.role is Role.ACTIVE
         if both and self.dual_since is None:
             self.dual_since = self.w.now
-        elif not both:
+            self.dual_excused = a.frozen or b.frozen
+        elif not both and self.dual_since is not None:
+            self._check_dual_length()
             self.dual_since = None
             self.r4_reported = False
+
+    def _check_dual_length(self) -> None:
+        """With a witness: never two ACTIVE for longer than one tick (SPEC 12), under any partition of the
+        three. A frozen node is no partition: its CTI runs on in its own process group, as without one."""
+        if self.witness and self.dual_since is not None and not self.dual_excused:
+            took = self.w.now - self.dual_since
+            if took > self.tick_s:
+                self.violate("witness_dual_active", None, f"both ACTIVE for {took:.3f} s from {self.dual_since:.3f} "
+                                                          f"(one tick: {self.tick_s:.3f} s)")
+
+    def on_freeze(self) -> None:
+        if self.dual_since is not None:
+            self.dual_excused = True
+
+    def on_promotion(self, node: Node) -> None:
+        """Every promotion, with a witness: the key names this node, and its epoch is above all before it."""
+        etcd = self.w.etcd
+        if etcd is None:
+            return
+        key = etcd.key
+        if key is None or key.node != node.idx or key.lease not in etcd.leases:
+            held = "nobody" if key is None else self.w.nodes[key.node].id
+            self.violate("promotion_without_key", node, f"ACTIVE in epoch {node.state.epoch}; the key names {held}")
+        epoch = node.state.epoch
+        if epoch <= self.max_promoted:
+            self.violate("epoch_order", node, f"promoted in epoch {epoch}, not above {self.max_promoted}")
+        self.max_promoted = max(self.max_promoted, epoch)
+
+    def on_lease_expired(self, lease: Lease) -> None:
+        """R12's promise: an ACTIVE is down before the witness can expire its lease, unless its peer
+        confirmed STANDBY on its last tick (the failsafe). A frozen node cannot keep any promise (nor one
+        just thawed before its next decision)."""
+        node = self.w.nodes[lease.owner]
+        if (node.alive and not node.frozen and not node.woke and node.state.role is Role.ACTIVE and not node.failsafe
+                and node.client.lease == lease.id):
+            self.violate("active_past_lease", node, f"lease {lease.id} (TTL {lease.ttl} s) expired while ACTIVE, "
+                                                    f"last renewal sent at {node.client.renewed_at}")
 
     def check_r4(self) -> None:
         if self.dual_since is None or self.r4_reported or not self.calm():
@@ -248,8 +300,12 @@ class Checks:
             self.measured["r7"] += 1
             self._open("r7_bound", target.idx, self.i)
 
-    def on_switch_refused(self, node: Node) -> None:
-        pass
+    def on_switch_refused(self, target: Node) -> None:
+        """A switch refused while it was carried out (409): R7's bound is about switches that happen."""
+        self.measured["r7_refused"] = self.measured.get("r7_refused", 0) + 1
+        for wid, win in list(self.windows.items()):
+            if win.name == "r7_bound" and win.node == target.idx:
+                del self.windows[wid]
 
     # -- liveness --------------------------------------------------------------------------------
 
@@ -269,6 +325,7 @@ class Checks:
 
     def finish(self) -> None:
         self.check_r4()
+        self._check_dual_length()
         if self.liveness_at is not None:
             self.check_one_active("at the end")
         a, b = self.w.nodes

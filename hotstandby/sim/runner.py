@@ -38,8 +38,9 @@ class RunResult:
         return any(self.violations.values())
 
 
-def run_scenario(sc: Scenario, decide_fn: DecideFn = decide, trace: bool = False) -> tuple[RunResult, World]:
-    w = World(sc, decide_fn, trace).run()
+def run_scenario(sc: Scenario, decide_fn: DecideFn = decide, trace: bool = False, plant: str | None = None
+                 ) -> tuple[RunResult, World]:
+    w = World(sc, decide_fn, trace, plant).run()
     c = w.checks
     res = RunResult(
         seed=sc.seed, ticks=w.ticks, simulated_seconds=sc.horizon, violations=dict(c.counts), found=c.found,
@@ -50,18 +51,18 @@ def run_scenario(sc: Scenario, decide_fn: DecideFn = decide, trace: bool = False
     return res, w
 
 
-def run_seed(seed: int, steps: int = DEFAULT_STEPS, profile: str = "random", decide_fn: DecideFn = decide
-             ) -> RunResult:
-    return run_scenario(make_scenario(seed, steps, profile), decide_fn)[0]
+def run_seed(seed: int, steps: int = DEFAULT_STEPS, profile: str = "random", decide_fn: DecideFn = decide,
+             witness: bool = False, plant: str | None = None) -> RunResult:
+    return run_scenario(make_scenario(seed, steps, profile, witness), decide_fn, plant=plant)[0]
 
 
 def shrink(sc: Scenario, decide_fn: DecideFn = decide, names: Iterable[str] | None = None,
-           budget: int = 300) -> tuple[int, ...]:
+           budget: int = 300, plant: str | None = None) -> tuple[int, ...]:
     """The smallest fault subset (greedy, delta-debugging style) that still violates ``names``."""
     wanted = set(names or NAMES)
 
     def fails(keep: tuple[int, ...]) -> bool:
-        res, _ = run_scenario(sc.keep(keep), decide_fn)
+        res, _ = run_scenario(sc.keep(keep), decide_fn, plant=plant)
         return any(res.violations[k] for k in wanted)
 
     keep = tuple(range(len(sc.faults)))
@@ -125,25 +126,26 @@ class Summary:
         return self.ticks / self.wall_seconds if self.wall_seconds else 0.0
 
 
-def _chunk(args: tuple[list[int], int, str]) -> list[RunResult]:
-    seeds, steps, profile = args
-    return [run_seed(s, steps, profile) for s in seeds]
+def _chunk(args: tuple[list[int], int, str, bool, str | None]) -> list[RunResult]:
+    seeds, steps, profile, witness, plant = args
+    return [run_seed(s, steps, profile, witness=witness, plant=plant) for s in seeds]
 
 
 def run_many(seeds: list[int], steps: int = DEFAULT_STEPS, profile: str = "random", processes: int = 2,
-             decide_fn: DecideFn = decide) -> Summary:
+             decide_fn: DecideFn = decide, witness: bool = False, plant: str | None = None) -> Summary:
     """Run every seed; over ``processes`` worker processes when there are enough of them to pay off.
 
-    A custom ``decide_fn`` runs in this process (it need not be importable by the workers).
+    A custom ``decide_fn`` runs in this process (it need not be importable by the workers); ``witness``
+    simulates an etcd witness (SPEC 12); ``plant`` plants a known bug (``world.PLANTS``).
     """
     summary = Summary()
     started = time.perf_counter()
     if processes <= 1 or len(seeds) < 200 or decide_fn is not decide:
         for s in seeds:
-            summary.add(run_seed(s, steps, profile, decide_fn))
+            summary.add(run_seed(s, steps, profile, decide_fn, witness, plant))
     else:
         size = 250
-        chunks = [(seeds[k:k + size], steps, profile) for k in range(0, len(seeds), size)]
+        chunks = [(seeds[k:k + size], steps, profile, witness, plant) for k in range(0, len(seeds), size)]
         with get_context("fork").Pool(processes) as pool:
             for results in pool.imap(_chunk, chunks):
                 for r in results:

@@ -8,6 +8,7 @@ every other draw more than it must.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -15,13 +16,18 @@ from hotstandby.settings import ClusterSettings
 
 #: Fault kinds. Those with a duration hold until ``start + duration``; the others are instants.
 LINK_KINDS = ("partition", "oneway", "loss", "slow")
-NODE_KINDS = ("crash", "freeze", "lan", "sigterm")
+NODE_KINDS = ("crash", "freeze", "lan", "sigterm", "disk")
 INSTANT_KINDS = ("cti_death", "skew", "clock_back", "switch")
 OTHER_KINDS = ("vip", "maintenance")
-KINDS = LINK_KINDS + NODE_KINDS + INSTANT_KINDS + OTHER_KINDS
+#: With a witness: a partition of the three (any combination of the peer link and each node's link to the
+#: witness), one node cut from it (both ways, requests only, answers only), the witness down, and one
+#: node's lease renewals stalling (they reach etcd after T).
+WITNESS_KINDS = ("split", "wcut", "wdown", "wstall")
+KINDS = LINK_KINDS + NODE_KINDS + INSTANT_KINDS + OTHER_KINDS + WITNESS_KINDS
 _WEIGHTS = {
     "partition": 6, "oneway": 4, "loss": 5, "slow": 4, "crash": 8, "freeze": 4, "lan": 4, "sigterm": 4,
-    "cti_death": 4, "skew": 2, "clock_back": 2, "switch": 5, "vip": 3, "maintenance": 3,
+    "disk": 2, "cti_death": 4, "skew": 2, "clock_back": 2, "switch": 5, "vip": 3, "maintenance": 3,
+    "split": 8, "wcut": 5, "wdown": 3, "wstall": 3,
 }
 
 PROFILES = ("random", "fast", "vendor")
@@ -33,7 +39,8 @@ class Fault:
 
     ``node`` is 0 (server1) or 1 (server2): the node it hits, the link direction it cuts (from that
     node), or the node an operator request lands on. ``value`` is kind-specific: loss probability,
-    storage kept (1) or lost (0), switch target index and force, VIP preference, clock step.
+    storage kept (1) or lost (0), switch target index and force, VIP preference, clock step, which
+    links a split cuts, which way a witness cut goes.
     """
 
     start: float
@@ -59,6 +66,7 @@ class Scenario:
     lan_checked: bool  # lan_probe_addresses configured
     vip_pref: int | None  # where the load balancer prefers to route at start (None: the VIP never answers)
     run_seed: int  # the stream for in-run randomness
+    witness: bool = False  # an etcd witness (SPEC 12) is configured
 
     @property
     def interval(self) -> float:
@@ -67,7 +75,7 @@ class Scenario:
     def keep(self, indices: tuple[int, ...]) -> Scenario:
         """The same run with only the faults at ``indices`` (for shrinking)."""
         return Scenario(self.seed, self.settings, tuple(self.faults[i] for i in indices), self.horizon,
-                        self.quiet_from, self.lan_checked, self.vip_pref, self.run_seed)
+                        self.quiet_from, self.lan_checked, self.vip_pref, self.run_seed, self.witness)
 
 
 def cti_startup_s(ports: int = 2, devices: int = 2, connect_s: float = 0.1) -> float:
@@ -75,14 +83,20 @@ def cti_startup_s(ports: int = 2, devices: int = 2, connect_s: float = 0.1) -> f
     return connect_s + 0.2 * ports + 0.2 * devices
 
 
-def settle_s(cfg: ClusterSettings) -> float:
+def lease_s(cfg: ClusterSettings) -> float:
+    """L as etcd grants it (whole seconds, at least its 2 s minimum), plus its expiry sweep's 0.5 s."""
+    return max(2, math.ceil(cfg.failures_to_switch * cfg.heartbeat_interval_s - 1e-9)) + 0.5
+
+
+def settle_s(cfg: ClusterSettings, witness: bool = False) -> float:
     """How long after the last fault the pair must have exactly one ACTIVE with CTI registered.
 
     The worst path is a healed dual ACTIVE (R4: 2N·I + I) or a fresh failover (R1: N·I + T + I),
-    followed by a CTI startup; a tick of slack covers jitter.
+    followed by a CTI startup; a tick of slack covers jitter. With a witness a promotion may also wait
+    for a lease of the last disturbance to expire (L + 0.5 s).
     """
     n, i, t = cfg.failures_to_switch, cfg.heartbeat_interval_s, cfg.heartbeat_timeout_s
-    return 2 * n * i + t + 3 * i + cti_startup_s()
+    return 2 * n * i + t + 3 * i + cti_startup_s() + (lease_s(cfg) + i + t if witness else 0.0)
 
 
 def make_settings(rng: random.Random, profile: str) -> tuple[ClusterSettings, bool]:
@@ -105,16 +119,21 @@ def make_settings(rng: random.Random, profile: str) -> tuple[ClusterSettings, bo
     return cfg, lan
 
 
-def make_scenario(seed: int, steps: int, profile: str = "random") -> Scenario:
+def make_scenario(seed: int, steps: int, profile: str = "random", witness: bool = False) -> Scenario:
     """Draw settings and a fault schedule from ``seed`` for a run of about ``steps`` ticks (both nodes)."""
     rng = random.Random(seed)
     cfg, lan = make_settings(rng, profile)
+    if witness and cfg.failures_to_switch == 1 and cfg.heartbeat_interval_s >= 2:
+        # SPEC 12's L = max(N·I, 1 s) is I here: R12's margin L − I is 0, so an ACTIVE steps down on every
+        # tick its peer does not vouch for it (README: keep N >= 2 with a witness). Simulated with N = 2.
+        cfg = cfg.model_copy(update={"failures_to_switch": 2})
     i = cfg.heartbeat_interval_s
     n = cfg.failures_to_switch
-    quiet = settle_s(cfg) + 2 * i
+    quiet = settle_s(cfg, witness) + 2 * i
     horizon = max(steps / 2 * i, quiet + 4 * i)
     active_until = horizon - quiet
-    kinds = [k for k in KINDS if k != "lan" or lan or cfg.test_vip_destination]
+    kinds = [k for k in KINDS if (k != "lan" or lan or cfg.test_vip_destination)
+             and (witness or k not in WITNESS_KINDS)]
     if not cfg.test_vip_destination:
         kinds.remove("vip")
     weights = [_WEIGHTS[k] for k in kinds]
@@ -147,7 +166,11 @@ def make_scenario(seed: int, steps: int, profile: str = "random") -> Scenario:
             force = rng.random() < 0.3
         elif kind == "vip":
             value = float(rng.choice((0, 1, -1)))  # -1: the VIP answers nothing
+        elif kind == "split":
+            value = float(rng.randint(1, 7))  # bit 1: the peer link, 2: server1's witness link, 4: server2's
+        elif kind == "wcut":
+            value = float(rng.randint(0, 2))  # 0: both ways, 1: requests lost, 2: answers lost
         faults.append(Fault(start, kind, node, duration, value, both, force))
     faults.sort(key=lambda f: (f.start, f.kind, f.node))
     vip_pref = 0 if cfg.test_vip_destination else None
-    return Scenario(seed, cfg, tuple(faults), horizon, active_until, lan, vip_pref, rng.getrandbits(63))
+    return Scenario(seed, cfg, tuple(faults), horizon, active_until, lan, vip_pref, rng.getrandbits(63), witness)

@@ -1,17 +1,23 @@
-"""The simulated pair: two arbiters running the real decision core over a simulated link, LAN and CTI.
+"""The simulated pair: two arbiters running the shipping core and its plans over a simulated link, LAN,
+disks, CTI and witness.
 
 A discrete-event simulation in simulated seconds: one priority queue, one ``random.Random``, no
-threads, no sockets, no clock. It models the arbiter the way the real one uses the core:
+threads, no sockets, no clock. It models the arbiter the way the real one runs:
 
-* every I seconds (±2 % jitter, the nodes not in lockstep) a node probes its peer's monitor and
-  exchanges state with the peer arbiter, concurrently and bounded by T, checks its LAN probes and
-  (with test_vip_destination) asks the VIP where it routes; then ``decide`` (injectable: a broken
-  rule must be caught), commit, and the actions in order: DEMOTE_PEER waits for the peer's answer
-  (or T) before START_CTI; PROMOTE_PEER hands ACTIVE over with epoch + 1;
-* each message crosses a per-direction link with loss, delay (beyond T when slow) and partitions,
-  so requests and role commands reorder; a frozen node queues what reaches it and handles it on thaw;
+* the loop only waits: a tick starts I·(1 − 0.1·u) after the last one started, or when it ended if
+  it took longer; it probes the peer's monitor, exchanges state with the peer arbiter and renews its
+  witness lease, concurrently and bounded by T, checks its LAN and (with test_vip_destination) the
+  VIP; then, holding the node's lock, ``rules.plan_tick`` (its ``decide`` injectable: a broken rule
+  must be caught) and ``hotstandby.carry.carry_out``: the very plans and runner the arbiter uses;
+* the lock: a tick's plan, a role command from the peer, an operator's switch and the graceful stop
+  each hold it while their plan runs (waiting on the peer or the witness too); a tick whose
+  observations predate a role change or a word from the peer does not act on them;
+* each message crosses a per-direction link with loss, delay (beyond T when slow) and partitions, so
+  requests and role commands reorder; a frozen node queues what reaches it and handles it on thaw;
+* the witness is a simulated etcd (``witness.py``) on links of its own that can be cut from either
+  node or both, can go down, and can see one node's renewals stall;
 * the CTI process is separate from the node process: it survives a freeze (SIGSTOP of the node),
-  dies with a crash (its registration then lapses 0.5 s later, as SPEC 10 says), and the watchdog
+  dies with a crash (its registration lapses 0.5 s later, as SPEC 10 says), and the watchdog
   respawns it within I on an ACTIVE node;
 * the operator switches (R7, with and without force), toggles maintenance (replicated, newest HLC
   stamp wins), and stops the ACTIVE node gracefully (R10).
@@ -27,61 +33,108 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from hotstandby.model import Action, Cause, Decision, NodeState, Observation, PeerView, Role
-from hotstandby.rules import (
-    InvariantError,
-    StaleCommand,
-    decide,
-    demote,
-    on_role_command,
-    promote,
-    restart_state,
+from hotstandby import rules
+from hotstandby.carry import Adopt, Answer, Ask, Heard, KeyNow, Outcome, Persist, Reassert, Run, Say, TakeKey, carry_out
+from hotstandby.model import (
+    Commit,
+    Decision,
+    NodeState,
+    Observation,
+    PeerView,
+    Plan,
+    ReleaseKey,
+    Role,
+    StartCti,
+    StopCti,
+    Tell,
 )
+from hotstandby.rules import InvariantError, decide, peer_confirms_standby, restart_state, witness_lost
 from hotstandby.settings import ClusterSettings
 from hotstandby.sim import invariants as inv
 from hotstandby.sim.scenario import Fault, Scenario, cti_startup_s
+from hotstandby.sim.witness import EXPIRY_LATE_S, Client, Etcd, Lease, ttl_request
+from hotstandby.witness import Taken
 
 DecideFn = Callable[[NodeState, Observation, ClusterSettings], Decision]
 
 NODE_IDS = ("server1", "server2")
 LAPSE_S = 0.5  # SPEC 10: a registration lapses 0.5 s after its last keepalive
 CTI_STOPPED, CTI_STARTING, CTI_RUNNING = 0, 1, 2
+DISK_FULL = "database or disk is full"
+#: Bugs a run can plant without editing code, to prove the invariants catch them (``World(plant=...)``).
+PLANTS = ("late-step-down", "promote-without-key")
 
 # Event codes. Node-bound events carry the node's incarnation and vanish when it crashed since.
-(TICK, HANDLE, DECIDE, CMD, REPLY, RESUME, CTI_UP, CTI_RESPAWN, CTI_LAPSE, MAINT, FAULT_ON,
- FAULT_OFF, BOOT, DEADLINE, LIVENESS, FINAL_MAINT) = range(16)
-_INC_BOUND = frozenset((TICK, DECIDE, REPLY, RESUME, CTI_RESPAWN))
+(TICK, HANDLE, PART, CMD, REPLY, RESUME, CTI_UP, CTI_RESPAWN, CTI_LAPSE, MAINT, FAULT_ON, FAULT_OFF, BOOT,
+ DEADLINE, LIVENESS, FINAL_MAINT, W_REQ, W_REPLY, W_SWEEP, GIVE_UP, KEEP) = range(21)
+_INC_BOUND = frozenset((TICK, PART, REPLY, RESUME, CTI_RESPAWN, W_REPLY, GIVE_UP, KEEP))
 # Handled by the node process, so held while it is frozen (the CTI process is not frozen with it).
-_FREEZABLE = frozenset((TICK, HANDLE, DECIDE, CMD, REPLY, RESUME, CTI_RESPAWN, MAINT))
-
-# Ops a node applies in order after a commit; a "cmd" with wait suspends until the answer or T.
-OP_STOP, OP_START, OP_CMD, OP_SELF_PROMOTE, OP_EXIT = range(5)
+_FREEZABLE = frozenset((TICK, HANDLE, PART, CMD, REPLY, RESUME, CTI_RESPAWN, MAINT, W_REPLY, GIVE_UP, KEEP))
+PEER_PART, WITNESS_PART = 1, 2  # what a tick waits for before it decides
+WAIT = object()  # an effect whose answer comes later (an event resumes the plan)
 
 Maint = tuple[bool, tuple[int, int], int]  # value, HLC stamp, origin node index
+Job = Callable[[], None]
 
 
 class Tick:
     """One tick in flight: what was sent, and what came back before its deadline."""
 
-    __slots__ = ("deadline", "lan_ok", "peer_maint", "probe_ok", "start", "view", "vip")
+    __slots__ = ("deadline", "lan_ok", "peer_maint", "probe_ok", "start", "todo", "version", "view", "vip",
+                 "writes")
 
-    def __init__(self, start: float, deadline: float, lan_ok: bool | None, vip: str | None) -> None:
+    def __init__(self, start: float, deadline: float, lan_ok: bool | None, vip: str | None, version: int) -> None:
         self.start = start
         self.deadline = deadline
         self.lan_ok = lan_ok
         self.vip = vip
+        self.version = version
         self.probe_ok = False
         self.view: PeerView | None = None
         self.peer_maint: Maint | None = None
+        self.todo = PEER_PART
+        self.writes = 0
 
 
 class Node:
-    """One server: the arbiter's state and durable store, the process, its CTI child."""
+    """One server: the arbiter's state and durable store, the process, its lock, its CTI child."""
 
     __slots__ = (
-        "alive", "busy", "cti", "cti_epoch", "cti_inc", "decide_due", "deferred", "fails", "frozen", "hlc",
-        "id", "idx", "inc", "kept", "lan_down", "last_reply_ok", "maint", "offset", "ops", "state",
-        "stored_epoch", "tick", "tick_due", "vip_count", "vip_node", "wait",
+        "alive",
+        "busy",
+        "client",
+        "cti",
+        "cti_epoch",
+        "cti_inc",
+        "deferred",
+        "disk_down",
+        "done",
+        "fail_value",
+        "fails",
+        "failsafe",
+        "frozen",
+        "hlc",
+        "id",
+        "idx",
+        "inc",
+        "keep_due",
+        "kept",
+        "lan_down",
+        "maint",
+        "offset",
+        "pumping",
+        "queue",
+        "renew_sent",
+        "run",
+        "state",
+        "stopping",
+        "stored_epoch",
+        "tick",
+        "version",
+        "vip_count",
+        "vip_node",
+        "wait",
+        "woke",
     )
 
     def __init__(self, idx: int) -> None:
@@ -90,10 +143,12 @@ class Node:
         self.state = restart_state(self.id, 0, False)
         self.alive = True
         self.frozen = False
+        self.stopping = False  # SIGTERM received: the loop runs no more ticks
         self.inc = 0  # incarnation: bumped on crash and boot
         self.deferred: list[tuple[int, int, int, Any]] = []
         self.stored_epoch = 0  # the durable epoch (SQLite)
         self.kept = True
+        self.disk_down = 0  # the database refuses writes while > 0
         self.maint: Maint = (False, (0, 0), idx)
         self.hlc = (0, 0)
         self.offset = 0.0  # wall clock minus simulated time (skew, steps back)
@@ -102,12 +157,19 @@ class Node:
         self.cti_inc = 0
         self.cti_epoch = 0
         self.tick: Tick | None = None
-        self.busy = False
-        self.ops: deque[tuple[Any, ...]] = deque()
-        self.wait = 0
-        self.last_reply_ok = False
-        self.decide_due: Tick | None = None
-        self.tick_due = False
+        self.version = 0  # bumped by every durable change and every word from the peer (see the arbiter)
+        self.busy = False  # the lock is held
+        self.pumping = False
+        self.queue: deque[Job] = deque()  # waiting for the lock, in order
+        self.run: Run | None = None  # the plan being carried out
+        self.done: Callable[[Outcome], None] | None = None
+        self.wait = 0  # the token of the answer the plan waits for
+        self.fail_value: Any = None  # what the plan gets when that answer does not come in time
+        self.client = Client()
+        self.renew_sent: float | None = None  # when the last lease renewal was sent (a tick's or keep_alive's)
+        self.keep_due = False  # a KEEP event is pending
+        self.failsafe = False  # the last decision kept ACTIVE on the failsafe (witness lost, peer STANDBY)
+        self.woke = False  # thawed, and not decided since
         self.fails = 0  # consecutive failed probes, counted by the simulator itself (not the core)
         self.vip_node: str | None = None
         self.vip_count = 0
@@ -116,10 +178,14 @@ class Node:
 class World:
     """The whole simulated pair and its surroundings; ``run()`` plays one scenario to its horizon."""
 
-    def __init__(self, scenario: Scenario, decide_fn: DecideFn = decide, trace: bool = False) -> None:
+    def __init__(self, scenario: Scenario, decide_fn: DecideFn = decide, trace: bool = False,
+                 plant: str | None = None) -> None:
+        if plant is not None and plant not in PLANTS:
+            raise ValueError(f"plant must be one of {', '.join(PLANTS)}")
         self.sc = scenario
         self.cfg = cfg = scenario.settings
         self.decide_fn = decide_fn
+        self.plant = plant
         self.n = cfg.failures_to_switch
         self.i = cfg.heartbeat_interval_s
         self.t = cfg.heartbeat_timeout_s
@@ -132,7 +198,12 @@ class World:
         self.token = 0
         self.loss = [0.0, 0.0]  # per direction, from node i to the other
         self.slow = [False, False]
+        self.w_out = [False, False]  # node i's requests to the witness are lost
+        self.w_in = [False, False]  # the witness's answers to node i are lost
+        self.w_stall = [False, False]  # node i's lease renewals stall (they reach etcd after T)
         self.link_faults: list[Fault] = []
+        self.etcd = Etcd() if scenario.witness else None
+        self.ttl = ttl_request(self.n, self.i)
         self.vip_pref = scenario.vip_pref
         self.trace = trace
         self.events: list[tuple[float, int, int]] = []
@@ -171,20 +242,21 @@ class World:
         horizon = sc.horizon
         checks = self.checks
         pop = heapq.heappop
+        nodes = self.nodes
         while q and q[0][0] <= horizon:
             at, _, code, idx, inc, payload = pop(q)
             self.now = at
             self.trace_hash = hash((self.trace_hash, code, idx, at))
             if self.trace:
                 self.events.append((at, code, idx))
-            if code in _INC_BOUND or code in _FREEZABLE:
-                node = self.nodes[idx]
+            if code in _FREEZABLE or code in _INC_BOUND:
+                node = nodes[idx]
                 if code in _INC_BOUND and (inc != node.inc or not node.alive):
                     continue
                 if node.frozen and code in _FREEZABLE:
                     if code == HANDLE:  # the requester times out meanwhile
                         tk, src, src_inc = payload[0], payload[1], payload[2]
-                        self.push(max(at, tk.deadline), DECIDE, src, src_inc, tk)
+                        self.push(max(at, tk.deadline), PART, src, src_inc, (tk, PEER_PART))
                     node.deferred.append((code, idx, inc, payload))
                     continue
             handlers[code](idx, payload)
@@ -194,12 +266,17 @@ class World:
         return self
 
     def _handlers(self) -> list[Callable[[int, Any], None]]:
-        return [self._on_tick, self._on_handle, self._on_decide, self._on_cmd, self._on_reply,
-                self._on_resume, self._on_cti_up, self._on_cti_respawn, self._on_cti_lapse, self._on_maint,
-                self._on_fault_on, self._on_fault_off, self._on_boot, self.checks.on_deadline,
-                self.checks.on_liveness, self._on_final_maint]
+        return [self._on_tick, self._on_handle, self._on_part, self._on_cmd, self._on_reply, self._on_resume,
+                self._on_cti_up, self._on_cti_respawn, self._on_cti_lapse, self._on_maint, self._on_fault_on,
+                self._on_fault_off, self._on_boot, self.checks.on_deadline, self.checks.on_liveness,
+                self._on_final_maint, self._on_w_req, self._on_w_reply, self._on_w_sweep, self._on_give_up,
+                self._on_keep]
 
-    # -- the link --------------------------------------------------------------------------------
+    def note(self, node: Node | None, text: str) -> None:
+        if self.trace:
+            self.story.append(f"{self.now:12.4f} {node.id if node else '-':7} {text}")
+
+    # -- the links -------------------------------------------------------------------------------
 
     def delay(self, src: int) -> float | None:
         """One message from node ``src`` to its peer: its one-way delay, or None when it is lost."""
@@ -210,24 +287,46 @@ class World:
             return self.t * self.rng.uniform(0.3, 1.6)  # up to and beyond T
         return self.t * 0.02 * self.rng.random() + 1e-4
 
+    def w_delay(self, cut: bool) -> float | None:
+        """One message between a node and the witness (etcd commits with an fsync: a few ms)."""
+        return None if cut else self.t * 0.02 * self.rng.random() + 0.002 * self.rng.random() + 1e-4
+
     def _relink(self) -> None:
         loss, slow = [0.0, 0.0], [False, False]
+        w_out, w_in, stall = [False, False], [False, False], [False, False]
         for f in self.link_faults:
-            dirs = (0, 1) if f.both else (f.node,)
-            for d in dirs:
-                if f.kind in ("partition", "oneway"):
-                    loss[d] = 1.0
-                elif f.kind == "loss":
-                    loss[d] = max(loss[d], f.value)
-                else:
-                    slow[d] = True
-        self.loss, self.slow = loss, slow
+            kind = f.kind
+            if kind == "split":  # a partition of the three: bit 1 the peer link, 2 and 4 each node's witness link
+                mask = int(f.value)
+                if mask & 1:
+                    loss = [1.0, 1.0]
+                for i in (0, 1):
+                    if mask & (2 << i):
+                        w_out[i] = w_in[i] = True
+            elif kind == "wcut":  # value 0: both ways, 1: requests lost, 2: answers lost
+                w_out[f.node] = w_out[f.node] or f.value != 2
+                w_in[f.node] = w_in[f.node] or f.value != 1
+            elif kind == "wstall":
+                stall[f.node] = True
+            else:
+                for d in ((0, 1) if f.both else (f.node,)):
+                    if kind in ("partition", "oneway"):
+                        loss[d] = 1.0
+                    elif kind == "loss":
+                        loss[d] = max(loss[d], f.value)
+                    else:
+                        slow[d] = True
+        self.loss, self.slow, self.w_out, self.w_in, self.w_stall = loss, slow, w_out, w_in, stall
 
     def lan_ok(self, node: Node) -> bool:
         return node.lan_down == 0
 
     def serves(self, node: Node) -> bool:
         return node.alive and not node.frozen
+
+    def can_be_active(self, node: Node) -> bool:
+        """What the exchange's can_be_active says: LAN, disk, and a witness not known to be down."""
+        return node.lan_down == 0 and not node.disk_down and (self.etcd is None or node.client.vouches())
 
     def _vip_seen(self, node: Node) -> str | None:
         """Where /whoami through the VIP lands: the preferred node while it serves, else the other."""
@@ -239,44 +338,71 @@ class World:
         alt = self.nodes[1 - self.vip_pref]
         return alt.id if self.serves(alt) and self.lan_ok(alt) else None
 
+    # -- the lock --------------------------------------------------------------------------------
+
+    def locked(self, node: Node, job: Job) -> None:
+        """Run ``job`` holding the node's lock (after whoever holds or waits for it); it ends with ``unlock``."""
+        node.queue.append(job)
+        if not node.busy:
+            self.unlock(node)
+
+    def unlock(self, node: Node) -> None:
+        node.busy = False
+        if node.pumping:
+            return
+        node.pumping = True
+        while node.queue and not node.busy and node.alive:
+            job = node.queue.popleft()
+            node.busy = True
+            job()
+        node.pumping = False
+
     # -- one tick --------------------------------------------------------------------------------
 
     def _on_tick(self, idx: int, _: Any) -> None:
         node = self.nodes[idx]
-        self.push(self.now + self.i * self.rng.uniform(0.98, 1.02), TICK, idx, node.inc)
-        if node.busy or node.tick is not None:
-            node.tick_due = True  # the loop is sequential: this tick starts when the last one is done
-            return
-        self._start_tick(node)
+        if node.tick is None and not node.stopping:
+            self._start_tick(node)
 
     def _start_tick(self, node: Node) -> None:
         now = self.now
+        idx = node.idx
         lan = self.lan_ok(node) if self.sc.lan_checked else None
         vip = self._vip_seen(node) if self.cfg.test_vip_destination else None
-        tk = Tick(now, now + self.t, lan, vip)
+        tk = Tick(now, now + self.t, lan, vip, node.version)
         node.tick = tk
-        d1 = self.delay(node.idx)
-        exchange_through = d1 is not None and (self.loss[node.idx] == 0 or self.rng.random() >= self.loss[node.idx])
+        if self.etcd is not None:
+            tk.todo |= WITNESS_PART
+            tk.writes = node.client.writes
+            node.renew_sent = now
+            d = (self.t * self.rng.uniform(1.0, 3.0) if self.w_stall[idx] else self.w_delay(self.w_out[idx]))
+            if d is None or d >= self.t:
+                self.push(tk.deadline, PART, idx, node.inc, (tk, WITNESS_PART))
+            if d is not None:
+                self.push(now + d, W_REQ, idx, 0, ("renew", tk, node.client.lease, node.inc))
+        d1 = self.delay(idx)
+        exchange_through = d1 is not None and (self.loss[idx] == 0 or self.rng.random() >= self.loss[idx])
         if d1 is None or d1 >= self.t:
-            self.push(tk.deadline, DECIDE, node.idx, node.inc, tk)
+            self.push(tk.deadline, PART, idx, node.inc, (tk, PEER_PART))
             if d1 is not None:  # late, but the peer still handles it (replication side effects)
-                self.push(now + d1, HANDLE, 1 - node.idx, 0, (tk, node.idx, node.inc, exchange_through, node.maint))
+                self.push(now + d1, HANDLE, 1 - idx, 0, (tk, idx, node.inc, exchange_through, node.maint, False))
             return
-        self.push(now + d1, HANDLE, 1 - node.idx, 0, (tk, node.idx, node.inc, exchange_through, node.maint))
+        self.push(now + d1, HANDLE, 1 - idx, 0, (tk, idx, node.inc, exchange_through, node.maint, True))
 
     def _on_handle(self, idx: int, payload: Any) -> None:
         """The peer (``idx``) answers a probe and a state exchange sent at ``tk.start``."""
-        tk, src, src_inc, exchange, maint = payload
+        tk, src, src_inc, exchange, maint, waited = payload
         peer = self.nodes[idx]
         now = self.now
         if not peer.alive:  # connection refused: the requester knows at once (if the RST gets back)
-            back = self.delay(idx)
-            at = tk.deadline if back is None else min(tk.deadline, now + back)
-            self.push(max(at, now), DECIDE, src, src_inc, tk)
+            if waited:
+                back = self.delay(idx)
+                at = tk.deadline if back is None else min(tk.deadline, now + back)
+                self.push(max(at, now), PART, src, src_inc, (tk, PEER_PART))
             return
         if exchange:
             self._merge_maint(peer, maint)
-        if now >= tk.deadline:
+        if now >= tk.deadline or not waited:
             return
         back_probe = self.delay(idx)
         back_exchange = self.delay(idx) if exchange else None
@@ -289,22 +415,37 @@ class World:
             complete = False
         if back_exchange is not None and now + back_exchange <= tk.deadline:
             s = peer.state
-            ok = self.lan_ok(peer)
-            tk.view = PeerView(peer.id, s.role, s.epoch, ok, s.maintenance, ok)
+            fit = self.can_be_active(peer)
+            tk.view = PeerView(peer.id, s.role, s.epoch, self.lan_ok(peer), s.maintenance, fit)
             tk.peer_maint = peer.maint
             answered = max(answered, now + back_exchange)
         else:
             complete = False
-        self.push(answered if complete else tk.deadline, DECIDE, src, src_inc, tk)
+        self.push(answered if complete else tk.deadline, PART, src, src_inc, (tk, PEER_PART))
 
-    def _on_decide(self, idx: int, tk: Tick) -> None:
+    def _on_part(self, idx: int, payload: tuple[Tick, int]) -> None:
+        tk, part = payload
         node = self.nodes[idx]
-        if node.tick is not tk:
-            return  # already decided (early answer) or superseded
-        if node.busy:
-            node.decide_due = tk  # an operator request holds the node; decide when it is done
+        if node.tick is not tk or not tk.todo & part:
             return
+        if part == WITNESS_PART:  # no answer from the witness within T
+            c = node.client
+            c.reachable, c.holds, c.detail = False, False, "no answer within T"
+        self._part_done(node, tk, part)
+
+    def _part_done(self, node: Node, tk: Tick, part: int) -> None:
+        tk.todo &= ~part
+        if not tk.todo:
+            self.locked(node, lambda: self._decide(node, tk))
+
+    def _decide(self, node: Node, tk: Tick) -> None:
+        """Holding the lock: plan the tick from what it observed, and carry the plan out."""
         node.tick = None
+        node.woke = False
+        if tk.version != node.version:  # a command changed the pair while this tick observed
+            self._tick_over(node, tk)
+            self.unlock(node)
+            return
         if tk.peer_maint is not None:
             self._merge_maint(node, tk.peer_maint)
         node.fails = 0 if tk.probe_ok else node.fails + 1
@@ -313,147 +454,305 @@ class World:
         else:
             node.vip_count = node.vip_count + 1 if tk.vip == node.vip_node else 1
             node.vip_node = tk.vip
-        obs = Observation(tk.probe_ok, tk.view, tk.lan_ok, tk.vip)
+        witness = None
+        if self.etcd is not None:
+            shift = self.i if self.plant == "late-step-down" else 0.0  # R12 at L instead of L − I
+            witness = node.client.view(self.now, NODE_IDS, shift)
+        obs = Observation(tk.probe_ok, tk.view, tk.lan_ok, tk.vip, witness, DISK_FULL if node.disk_down else None)
         before = node.state
         try:
-            d = self.decide_fn(before, obs, self.cfg)
+            plan = rules.plan_tick(before, obs, self.cfg, self.decide_fn)
         except InvariantError as exc:
             self.checks.violate("core_invariant", node, str(exc))
-            self._tick_done(node)
+            self._tick_over(node, tk)
+            self.unlock(node)
             return
         self.ticks += 1
+        first = plan.steps[0]
+        assert isinstance(first, Commit)
+        d = first.decision
+        node.failsafe = (witness is not None and before.role is Role.ACTIVE and d.state.role is Role.ACTIVE
+                         and witness_lost(witness, self.cfg) and peer_confirms_standby(obs))
         self.checks.on_decision(node, before, obs, d)
-        self.commit(node, d.state, d.reason if d.rule else "")
-        self._queue_actions(node, d)
-        self._run_ops(node)
+        self.carry(node, plan, lambda _: self._tick_over(node, tk))
 
-    def _tick_done(self, node: Node) -> None:
-        if node.tick_due and not node.busy and node.alive:
-            node.tick_due = False
-            self._start_tick(node)
+    def _tick_over(self, node: Node, tk: Tick) -> None:
+        """The loop waits for the next tick: I·(1 − 0.1·u) after this one started, or now if it took longer."""
+        if not node.stopping:
+            at = max(self.now, tk.start + self.i * (1 - 0.1 * self.rng.random()))
+            self.push(at, TICK, node.idx, node.inc)
 
-    # -- committing and acting -------------------------------------------------------------------
+    # -- carrying out plans: the effects of hotstandby.carry, simulated ----------------------------
 
-    def note(self, node: Node | None, text: str) -> None:
-        if self.trace:
-            self.story.append(f"{self.now:12.4f} {node.id if node else '-':7} {text}")
+    def carry(self, node: Node, plan: Plan, done: Callable[[Outcome], None] | None = None) -> None:
+        """Holding the lock: run ``plan`` with ``carry_out``, then call ``done`` and release the lock."""
+        node.run = carry_out(plan, self.cfg, lambda: node.state)
+        node.done = done
+        self._advance(node, None)
 
-    def commit(self, node: Node, new: NodeState, why: str = "") -> None:
-        """Role and epoch are durable before any effect (SPEC 4)."""
-        old = node.state
-        if self.trace and (old.role is not new.role or old.epoch != new.epoch or why):
-            self.note(node, f"{old.role}/{old.epoch} -> {new.role}/{new.epoch} {why}")
-        self.checks.on_commit(node, new)
+    def _advance(self, node: Node, result: Any) -> None:
+        run = node.run
+        assert run is not None
+        while True:
+            try:
+                effect = run.send(result)
+            except StopIteration as stop:
+                node.run = None
+                done, node.done = node.done, None
+                if done is not None:
+                    done(stop.value)
+                self.unlock(node)
+                return
+            result = self._effect(node, effect)
+            if result is WAIT:
+                return
+
+    def _effect(self, node: Node, e: Any) -> Any:
+        kind = type(e)
+        if kind is Adopt:
+            self._adopt(node, e)
+        elif kind is Say:
+            if self.trace:
+                self.note(node, e.line)
+        elif kind is Persist:
+            if node.disk_down:
+                return DISK_FULL
+            self.checks.on_commit(node, e.state)
+            node.stored_epoch = e.state.epoch
+        elif kind is StopCti:
+            self.cti_stop(node)
+        elif kind is StartCti:
+            self.cti_start(node)
+        elif kind is Heard:
+            node.state = e.state
+            node.version += 1
+        elif kind is Ask:
+            return self._ask(node, e)
+        elif kind is KeyNow:
+            return None if self.etcd is None else node.client.view(self.now, NODE_IDS)
+        elif kind is ReleaseKey:
+            if self.etcd is None:
+                return True
+            return self._w_call(node, "release", None, min(self.t, 1.0), False)
+        elif kind is TakeKey:
+            return self._take(node, e.epoch, "take")
+        elif kind is Reassert:
+            return self._take(node, e.epoch, "reassert")
+        return None
+
+    def _adopt(self, node: Node, e: Adopt) -> None:
+        old, new = node.state, e.decision.state
+        if self.trace and (old.role is not new.role or old.epoch != new.epoch):
+            self.note(node, f"{old.role}/{old.epoch} -> {new.role}/{new.epoch}")
         node.state = new
-        node.stored_epoch = new.epoch
+        if e.durable:
+            node.version += 1
+        self.checks.dirty = True
         if old.role is not new.role:
             self.trace_hash = hash((self.trace_hash, node.idx, new.role is Role.ACTIVE, new.epoch))
             self.checks.on_role_change(node)
+            if new.role is Role.ACTIVE:
+                self.checks.on_promotion(node)
 
-    def _queue_actions(self, node: Node, d: Decision) -> None:
-        ops = node.ops
-        for a in d.actions:
-            if a is Action.STOP_CTI:
-                ops.append((OP_STOP,))
-            elif a is Action.START_CTI:
-                ops.append((OP_START,))
-            elif a is Action.DEMOTE_PEER:
-                ops.append((OP_CMD, Role.STANDBY, d.state.epoch, Cause.PEER, f"{node.id} took ACTIVE", True))
-            elif a is Action.PROMOTE_PEER:
-                cause = {"R3": Cause.FAILBACK, "R10": Cause.SHUTDOWN}.get(d.rule or "", Cause.MANUAL)
-                ops.append((OP_CMD, Role.ACTIVE, d.state.epoch + 1, cause, f"handover from {node.id}", False))
-
-    def _run_ops(self, node: Node) -> None:
-        ops = node.ops
-        while ops:
-            op = ops.popleft()
-            kind = op[0]
-            if kind == OP_STOP:
-                self.cti_stop(node)
-            elif kind == OP_START:
-                # Applied under the node's lock: a role command may have demoted us while we waited.
-                if node.state.role is Role.ACTIVE:
-                    self.cti_start(node)
-            elif kind == OP_CMD:
-                _, role, epoch, cause, why, wait = op
-                token = self.send_cmd(node, role, epoch, cause, why)
-                if wait:
-                    node.busy = True
-                    node.wait = token
-                    self.push(self.now + self.t, RESUME, node.idx, node.inc, token)
-                    return
-            elif kind == OP_SELF_PROMOTE:
-                _, needs_reply, demote_peer, fence = op
-                # After the DEMOTE answer, promote only if no newer epoch arrived meanwhile (someone
-                # else took ACTIVE, e.g. R8): otherwise the switch ends in a dual ACTIVE.
-                if needs_reply and (not node.last_reply_ok or node.state.epoch > fence):
-                    self.checks.on_switch_refused(node)
-                    continue
-                d = promote(node.state, rule="R7", cause=Cause.MANUAL, demote_peer=demote_peer,
-                            why=f"manual switch to {node.id}")
-                self.commit(node, d.state)
-                front: deque[tuple[Any, ...]] = deque()
-                saved, node.ops = node.ops, front
-                self._queue_actions(node, d)
-                node.ops.extend(saved)
-                ops = node.ops
-            elif kind == OP_EXIT:
-                _, boot_at, kept = op
-                self.node_down(node, clean=True, kept=kept, back_at=max(self.now, boot_at))
-                self.push(max(self.now, boot_at), BOOT, node.idx, 0, "sigterm")
-                return
-        node.busy = False
-        if node.decide_due is not None:
-            tk, node.decide_due = node.decide_due, None
-            self._on_decide(node.idx, tk)
-            return
-        self._tick_done(node)
-
-    def send_cmd(self, node: Node, role: Role, epoch: int, cause: Cause, why: str) -> int:
+    def _wait(self, node: Node, timeout: float, fail_value: Any) -> int:
+        if self.etcd is not None and not node.keep_due:  # the lease keeps itself alive while a plan waits
+            node.keep_due = True
+            self.push((node.renew_sent if node.renew_sent is not None else self.now) + self.i, KEEP, node.idx,
+                      node.inc)
         self.token += 1
-        d1 = self.delay(node.idx)
-        if d1 is not None:
-            self.push(self.now + d1, CMD, 1 - node.idx, 0, (role, epoch, cause, why, node.idx, node.inc, self.token))
+        node.wait, node.fail_value = self.token, fail_value
+        self.push(self.now + timeout, RESUME, node.idx, node.inc, self.token)
         return self.token
 
-    def _on_cmd(self, idx: int, payload: Any) -> None:
-        """``POST /peer/role``: apply, commit, act, then answer."""
-        role, epoch, cause, why, src, src_inc, token = payload
-        node = self.nodes[idx]
-        if not node.alive:
-            return
-        try:
-            d = on_role_command(node.state, role, epoch, cause=cause, why=why, can_be_active=self.lan_ok(node))
-            ok = True
-        except StaleCommand:
-            ok = False
-        if ok:
-            self.commit(node, d.state, f"role command {role} epoch {epoch}: {d.reason}")
-            for a in d.actions:
-                if a is Action.STOP_CTI:
-                    self.cti_stop(node)
-                elif a is Action.START_CTI and node.state.role is Role.ACTIVE:
-                    self.cti_start(node)
-        else:
-            self.note(node, f"refused role command {role} epoch {epoch}")
-        back = self.delay(idx)
-        if back is not None:
-            self.push(self.now + back, REPLY, src, src_inc, (token, ok))
-
-    def _on_reply(self, idx: int, payload: Any) -> None:
-        token, ok = payload
-        node = self.nodes[idx]
-        if node.wait == token:
+    def _resume(self, node: Node, token: int, result: Any) -> None:
+        if node.wait == token and node.run is not None:
             node.wait = 0
-            node.last_reply_ok = ok
-            self._run_ops(node)
+            self._advance(node, result)
 
     def _on_resume(self, idx: int, token: int) -> None:
         node = self.nodes[idx]
-        if node.wait == token:  # no answer within T
-            node.wait = 0
-            node.last_reply_ok = False
-            self._run_ops(node)
+        self._resume(node, token, node.fail_value)  # no answer in time
+
+    # -- role commands between the nodes ----------------------------------------------------------
+
+    def _ask(self, node: Node, e: Ask) -> Any:
+        token = self._wait(node, e.timeout, Answer(False, False, "no answer within the timeout"))
+        d1 = self.delay(node.idx)
+        if d1 is not None:
+            self.push(self.now + d1, CMD, 1 - node.idx, 0, (e.role, e.epoch, e.cause, e.why, node.idx, node.inc, token))
+        return WAIT
+
+    def _on_cmd(self, idx: int, payload: Any) -> None:
+        """``POST /peer/role`` reaches ``idx``: obey under the lock, then answer."""
+        node = self.nodes[idx]
+        if node.alive:
+            self.locked(node, lambda: self._obey(node, payload))
+
+    def _obey(self, node: Node, payload: Any) -> None:
+        role, epoch, cause, why, src, src_inc, token = payload
+        plan = rules.plan_role_command(node.state, role, epoch, self.cfg, cause=cause, why=why,
+                                       can_be_active=self.can_be_active(node))
+
+        def answer(out: Outcome) -> None:
+            back = self.delay(node.idx)
+            if back is not None:
+                s = node.state
+                reply = Answer(not out.refused, True, out.reason if out.refused else "ok", s.role, s.epoch)
+                self.push(self.now + back, REPLY, src, src_inc, (token, reply))
+
+        self.carry(node, plan, answer)
+
+    def _on_reply(self, idx: int, payload: Any) -> None:
+        token, answer = payload
+        self._resume(self.nodes[idx], token, answer)
+
+    # -- the witness ------------------------------------------------------------------------------
+
+    def _take(self, node: Node, epoch: int, kind: str) -> Any:
+        if self.etcd is None:
+            return None
+        # The planted bug: a take the witness refuses (or does not answer) promotes all the same.
+        planted = Taken(True, epoch, "planted: promoted without the key") if (
+            kind == "take" and self.plant == "promote-without-key") else None
+        if node.client.lease is None:
+            return planted or Taken(False, 0, "no lease: the witness has not answered yet")
+        return self._w_call(node, kind, (node.client.lease, epoch), self.t,
+                            planted or Taken(False, 0, "the witness is unreachable (no answer within T)"))
+
+    def _w_call(self, node: Node, kind: str, arg: Any, timeout: float, fail_value: Any) -> Any:
+        token = self._wait(node, timeout, fail_value)
+        d = self.w_delay(self.w_out[node.idx])
+        if d is not None:
+            self.push(self.now + d, W_REQ, node.idx, 0, (kind, token, arg, node.inc))
+        return WAIT
+
+    def _lease(self, lease_id: int | None) -> Lease | None:
+        """The lease if etcd still has it: one whose TTL ran out is revoked now (a late keep-alive finds it gone)."""
+        assert self.etcd is not None
+        lease = self.etcd.leases.get(lease_id) if lease_id is not None else None
+        if lease is not None and lease.expires <= self.now:
+            self._expire(lease)
+            return None
+        return lease
+
+    def _grant(self, idx: int) -> Lease:
+        assert self.etcd is not None
+        lease = self.etcd.grant(self.ttl, self.now, idx)
+        self.push(lease.expires + EXPIRY_LATE_S * self.rng.random(), W_SWEEP, 0, 0, lease.id)
+        return lease
+
+    def _expire(self, lease: Lease) -> None:
+        assert self.etcd is not None
+        self.checks.on_lease_expired(lease)
+        self.note(self.nodes[lease.owner], f"witness: lease {lease.id} expired")
+        self.etcd.revoke(lease.id)
+
+    def _on_w_sweep(self, _: int, lease_id: int) -> None:
+        """etcd's expiry sweep: a lease kept alive meanwhile is looked at again when its new TTL runs out."""
+        etcd = self.etcd
+        assert etcd is not None
+        lease = etcd.leases.get(lease_id)
+        if lease is None or not etcd.up:
+            return  # revoked already, or etcd is down (it starts every TTL afresh when back)
+        if lease.expires > self.now:
+            self.push(lease.expires + EXPIRY_LATE_S * self.rng.random(), W_SWEEP, 0, 0, lease.id)
+        else:
+            self._expire(lease)
+
+    def _on_w_req(self, idx: int, payload: Any) -> None:
+        """A request reaches etcd; its answer goes back to node ``idx`` (if that link carries it)."""
+        etcd = self.etcd
+        assert etcd is not None
+        kind, ref, arg, inc = payload
+        now = self.now
+        if kind == "renew":
+            tk, lease_id = ref, (arg if ref is not None else arg[0])
+            if not etcd.up:
+                if tk is not None and now < tk.deadline:
+                    self.push(tk.deadline, PART, idx, inc, (tk, WITNESS_PART))
+                return
+            lease = self._lease(lease_id)
+            if lease is None:
+                lease = self._grant(idx)
+            else:
+                lease.expires = now + lease.ttl  # kept alive
+            key = etcd.key
+            renewed = (lease.id, float(lease.ttl), key.node if key else None, key.lease if key else None)
+            if tk is None:  # keep_alive's renewal, between ticks: ``lease_id`` came with its send time
+                sent, writes = arg[1], arg[2]
+                back = self.w_delay(self.w_in[idx])
+                if back is not None and now + back <= sent + self.t:
+                    self.push(now + back, W_REPLY, idx, inc, ("keep", (sent, writes), renewed))
+                return
+            if now >= tk.deadline:
+                return  # a stalled renewal: it kept the lease alive, but nobody waits for its answer
+            back = self.w_delay(self.w_in[idx])
+            if back is None or now + back > tk.deadline:
+                self.push(tk.deadline, PART, idx, inc, (tk, WITNESS_PART))
+            else:
+                self.push(now + back, W_REPLY, idx, inc, ("renew", tk, renewed))
+            return
+        if not etcd.up:
+            return
+        token = ref
+        if kind == "release":
+            key = etcd.key
+            result: Any = True
+            if key is not None and key.node == idx:
+                etcd.delete()
+                result = "wrote"
+        else:
+            lease_id, epoch = arg
+            key = etcd.key
+            lease = self._lease(lease_id)
+            if key is not None and key.node != idx:
+                result = Taken(False, 0, f"the witness key is held by {NODE_IDS[key.node]} (epoch {key.epoch}) "
+                                         "and its lease has not expired")
+            elif lease is None:
+                result = Taken(False, 0, "the witness is unreachable (transaction refused: requested lease not found)")
+            else:
+                new = epoch if kind == "reassert" else max(epoch, etcd.revision + 1)
+                written = etcd.write(idx, new, lease.id)
+                result = Taken(True, new, f"took the witness key at revision {written.revision}")
+        back = self.w_delay(self.w_in[idx])
+        if back is not None:
+            self.push(now + back, W_REPLY, idx, inc, (kind, token, result))
+
+    def _on_w_reply(self, idx: int, payload: Any) -> None:
+        node = self.nodes[idx]
+        kind, ref, result = payload
+        c = node.client
+        if kind == "renew":
+            tk: Tick = ref
+            if node.tick is not tk or not tk.todo & WITNESS_PART:
+                return
+            if self.now > tk.deadline:  # held while frozen: the timeout came first
+                c.reachable, c.holds, c.detail = False, False, "no answer within T"
+            else:
+                lease_id, granted, holder, holder_lease = result
+                c.lease, c.granted, c.reachable, c.detail, c.renewed_at = lease_id, granted, True, "ok", tk.start
+                if c.writes == tk.writes:  # a take or release landed while we read: keep what it wrote
+                    c.holder, c.holds = holder, holder == idx and holder_lease == lease_id
+            self._part_done(node, tk, WITNESS_PART)
+            return
+        if kind == "keep":
+            (sent, writes), (lease_id, granted, holder, holder_lease) = ref, result
+            if c.renewed_at is None or sent > c.renewed_at:
+                c.lease, c.granted, c.reachable, c.detail, c.renewed_at = lease_id, granted, True, "ok", sent
+                if c.writes == writes:
+                    c.holder, c.holds = holder, holder == idx and holder_lease == lease_id
+            return
+        if node.wait != ref:
+            return
+        if kind == "release":
+            if result == "wrote":
+                c.wrote(None, idx)
+            result = True
+        elif result.ok:
+            c.wrote(idx, idx)
+        elif node.fail_value.ok:  # the planted bug
+            result = node.fail_value
+        self._resume(node, ref, result)
 
     # -- CTI process and CTI manager ---------------------------------------------------------------
 
@@ -506,7 +805,6 @@ class World:
     def _unregister(self, idx: int) -> None:
         if self.regs[1 - idx] is not None and self.overlap_start is not None:
             self.overlap_seconds += self.now - self.overlap_start
-            self.checks.on_overlap_end(self.now - self.overlap_start)
             self.overlap_start = None
         self.regs[idx] = None
 
@@ -572,12 +870,12 @@ class World:
         node.frozen = False
         node.deferred.clear()
         node.inc += 1
-        node.ops.clear()
+        node.queue.clear()
         node.busy = False
+        node.run = node.done = None
         node.wait = 0
         node.tick = None
-        node.decide_due = None
-        node.tick_due = False
+        node.keep_due = False
         node.kept = kept
         self.checks.on_node_down(node, was_active, back_at)
 
@@ -589,21 +887,71 @@ class World:
             return
         self.note(node, "boot")
         node.alive = True
+        node.stopping = False
         node.inc += 1
         if not node.kept:  # storage lost: the epoch restarts from what the peer tells
             node.stored_epoch = 0
             node.maint = (False, (0, 0), idx)
         node.state = restart_state(node.id, node.stored_epoch, node.maint[0])
+        node.client = Client()
+        node.renew_sent = None
+        node.keep_due = False
         node.fails = 0
+        node.failsafe = False
         node.vip_node, node.vip_count = None, 0
         self.checks.on_boot(node)
         self.push(self.now + self.i * self.rng.uniform(0.01, 0.3), TICK, idx, node.inc)
 
     def _thaw(self, node: Node) -> None:
         node.frozen = False
+        node.woke = True
         for code, idx, inc, payload in node.deferred:
             self.push(self.now, code, idx, inc, payload)
         node.deferred.clear()
+
+    def graceful_stop(self, node: Node, f: Fault) -> None:
+        """R10, SIGTERM: the loop stops; the stop waits up to 1 s for the lock, carries out ``plan_stop``
+        (hand ACTIVE to a healthy peer), and the process exits (CTI stopped cleanly)."""
+        node.stopping = True
+
+        def stop() -> None:
+            plan = rules.plan_stop(node.state, self.cfg)
+            if any(isinstance(s, Tell) and s.role is Role.ACTIVE for s in plan.steps):
+                self.checks.on_handover(node)
+            self.carry(node, plan, lambda _: self._exit(node, f))
+
+        if node.busy:
+            self.push(self.now + 1.0, GIVE_UP, node.idx, node.inc, (stop, f))
+        self.locked(node, stop)
+
+    def _on_keep(self, idx: int, _: Any) -> None:
+        """keep_alive (``services/arbiter/lease.py``): no renewal sent for I while a plan holds the node up:
+        renew now, and look again in I while it still does."""
+        node = self.nodes[idx]
+        node.keep_due = False
+        sent = node.renew_sent
+        if sent is None or self.now - sent >= self.i - 1e-9:
+            sent = node.renew_sent = self.now
+            d = self.t * self.rng.uniform(1.0, 3.0) if self.w_stall[idx] else self.w_delay(self.w_out[idx])
+            if d is not None:
+                self.push(self.now + d, W_REQ, idx, 0, ("renew", None, (node.client.lease, sent, node.client.writes),
+                                                        node.inc))
+        if node.busy:
+            node.keep_due = True
+            self.push(sent + self.i, KEEP, idx, node.inc)
+
+    def _on_give_up(self, idx: int, payload: Any) -> None:
+        """The stop did not get the lock within 1 s: the process exits without handing over."""
+        stop, f = payload
+        node = self.nodes[idx]
+        if stop in node.queue:
+            node.queue.remove(stop)
+            self._exit(node, f)
+
+    def _exit(self, node: Node, f: Fault) -> None:
+        back = max(self.now, f.end)
+        self.node_down(node, clean=True, kept=f.value > 0, back_at=back)
+        self.push(back, BOOT, node.idx, 0, "sigterm")
 
     # -- faults and operator actions -------------------------------------------------------------
 
@@ -613,7 +961,7 @@ class World:
         kind = f.kind
         checks = self.checks
         self.note(node, f"fault #{k} {f}")
-        if kind in ("partition", "oneway", "loss", "slow"):
+        if kind in ("partition", "oneway", "loss", "slow", "split", "wcut", "wstall"):
             checks.disturb_begin()
             self.link_faults.append(f)
             self._relink()
@@ -628,12 +976,20 @@ class World:
                 checks.ignored.add(k)
                 return
             checks.disturb_begin()
+            checks.on_freeze()
             node.frozen = True
         elif kind == "lan":
             checks.disturb_begin()
             node.lan_down += 1
+        elif kind == "disk":
+            checks.disturb_begin()
+            node.disk_down += 1
+        elif kind == "wdown":
+            checks.disturb_begin()
+            assert self.etcd is not None
+            self.etcd.up = False
         elif kind == "sigterm":
-            if not self.serves(node):
+            if not self.serves(node) or node.stopping:
                 checks.ignored.add(k)
                 return
             checks.disturb_begin()
@@ -661,7 +1017,7 @@ class World:
             return
         kind = f.kind
         self.note(node, f"end of fault #{k} {kind}")
-        if kind in ("partition", "oneway", "loss", "slow"):
+        if kind in ("partition", "oneway", "loss", "slow", "split", "wcut", "wstall"):
             self.link_faults.remove(f)
             self._relink()
         elif kind == "crash":
@@ -675,58 +1031,53 @@ class World:
                 self._thaw(node)
         elif kind == "lan":
             node.lan_down -= 1
+        elif kind == "disk":
+            node.disk_down -= 1
+        elif kind == "wdown":
+            assert self.etcd is not None
+            self.etcd.restarted(self.now)
+            for lease in self.etcd.leases.values():
+                self.push(lease.expires + EXPIRY_LATE_S * self.rng.random(), W_SWEEP, 0, 0, lease.id)
         elif kind == "vip":
             self.vip_pref = self.sc.vip_pref
         elif kind == "maintenance":
             self.operator_maintenance(f.node, False)
         self.checks.disturb_end()
 
-    def graceful_stop(self, node: Node, f: Fault) -> None:
-        """R10: SIGTERM on the ACTIVE node hands ACTIVE to a healthy peer, then the process exits."""
-        s = node.state
-        ops = node.ops
-        ops.clear()
-        if s.role is Role.ACTIVE and s.probed and s.peer_failures == 0 and s.peer and s.peer.can_be_active:
-            d = demote(s, rule="R10", cause=Cause.SHUTDOWN, why=f"graceful stop: handing ACTIVE to {s.peer_id}",
-                       handover=True)
-            self.commit(node, d.state)
-            ops.append((OP_STOP,))
-            ops.append((OP_CMD, Role.ACTIVE, d.state.epoch + 1, Cause.SHUTDOWN, "graceful stop", True))
-            self.checks.on_handover(node)
-        ops.append((OP_EXIT, f.end, f.value > 0))
-        if not node.busy:
-            self._run_ops(node)
-
     def operator_switch(self, node: Node, target: int, force: bool) -> None:
-        """``POST /switch {"target": ..., "force": ...}`` landing on ``node`` (R7)."""
-        if not self.serves(node):
-            return  # the request failed; nothing changed
+        """``POST /switch {"target": ..., "force": ...}`` landing on ``node`` (R7): ``rules.plan_switch``,
+        planned under the lock from what the node knows then (the arbiter probes the target first; the
+        simulator uses its last tick's view of it)."""
+        if self.serves(node):
+            self.locked(node, lambda: self._switch(node, target, force))
+
+    def _switch(self, node: Node, target: int, force: bool) -> None:
         s = node.state
-        peer_active = s.peer is not None and s.peer.role is Role.ACTIVE
-        current = node.idx if s.role is Role.ACTIVE else (1 - node.idx if peer_active else None)
-        if current == target:
-            return  # already there: 200, no change
-        reachable = s.probed and s.peer_failures == 0
-        checks = self.checks
-        if node.idx == target:
-            if not self.lan_ok(node):
-                return  # 409: the target's LAN fails
-            if reachable:  # demote the peer first even if its last view said STANDBY: it may be stale
-                epoch = max(s.epoch, s.peer.epoch if s.peer else 0) + 1
-                node.ops.append((OP_CMD, Role.STANDBY, epoch, Cause.MANUAL, "manual switch", True))
-                node.ops.append((OP_SELF_PROMOTE, True, False, epoch))
-            elif force:
-                node.ops.append((OP_SELF_PROMOTE, False, True, 0))
-            else:
-                return  # 409: the ACTIVE node is unreachable; needs force
+        view = self._fresh_view(node)
+        if target == node.idx:
+            unfit = None if self.can_be_active(node) else "its LAN check fails, its database or the witness"
+            plan = rules.plan_switch(s, node.id, self.cfg, force=force, who="the operator", unfit=unfit, view=view)
         else:
-            if not reachable or (s.peer is not None and not s.peer.can_be_active):
-                return  # 409: the target is unreachable or its LAN fails
-            if s.role is Role.ACTIVE:
-                d = demote(s, rule="R7", cause=Cause.MANUAL, why=f"manual switch to {s.peer_id}")
-                self.commit(node, d.state)
-                node.ops.append((OP_STOP,))
-            node.ops.append((OP_CMD, Role.ACTIVE, node.state.epoch + 1, Cause.MANUAL, "manual switch", False))
-        checks.on_switch_accepted(self.nodes[target], force)
-        if not node.busy:
-            self._run_ops(node)
+            reachable = view is not None and s.probed and s.peer_failures == 0
+            plan = rules.plan_switch(s, NODE_IDS[target], self.cfg, force=force, who="the operator",
+                                     view=view, probe=None if reachable else "unreachable")
+        if not plan.steps:
+            self.carry(node, plan)
+            return
+        target_node = self.nodes[target]
+        self.checks.on_switch_accepted(target_node, force)
+
+        def refused(out: Outcome) -> None:
+            if out.refused:
+                self.checks.on_switch_refused(target_node)
+
+        self.carry(node, plan, refused)
+
+    def _fresh_view(self, node: Node) -> PeerView | None:
+        """The exchange the arbiter makes before planning a switch: the peer as it is now, when the link
+        carries messages both ways at once (the round trip takes milliseconds), else no answer."""
+        peer = self.nodes[1 - node.idx]
+        if self.loss[0] or self.loss[1] or self.slow[0] or self.slow[1] or not self.serves(peer):
+            return None
+        s = peer.state
+        return PeerView(peer.id, s.role, s.epoch, self.lan_ok(peer), s.maintenance, self.can_be_active(peer))

@@ -2,20 +2,21 @@
 the HTTP routes and the node talk to.
 
     tick():  observe the peer, the LAN, the VIP and the witness (concurrently, bounded by T)
-             -> rules.decide() (pure) -> commit role and epoch -> apply the actions in order
+             -> rules.plan_tick() (pure) -> Roles.carry_out(plan): commit, then each step in order
 
 The parts, one module each (``services/arbiter/``):
 
     heartbeat.py  Arbiter: wiring, run() / tick() / healthy(), and the public methods below
     memory.py     Memory: NodeState and the facts around it, the lock, say() (the log's Arbiter lines)
-    roles.py      Roles: commit, then apply; role commands to the peer (the only code that changes roles)
-    commands.py   Commands: peer role commands, manual switch (R7), graceful stop (R10)
+    roles.py      Roles: carry_out(plan), the only code that changes roles (persist, then each step)
+    commands.py   Commands: peer role commands, manual switch (R7), graceful stop (R10): plans too
     exchange.py   Exchange: the state exchange both ways, skew, maintenance (R11), settings (SPEC 5)
     lease.py      Lease: the witness's lease keeping and key (SPEC 12)
     status.py     GET /status and the gauges
 
-Manual switches, peer role commands and the graceful stop go through the same commit-then-apply
-path under one lock, so a role is always durable before CTI starts or stops because of it.
+Every role change, automatic or commanded, is a plan made by the pure core (``hotstandby.rules``)
+and carried out by ``Roles`` under one lock, so a role is always durable before CTI starts or
+stops because of it, and no role change bypasses the core's invariants.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from hotstandby import rules
@@ -98,6 +98,14 @@ class Arbiter:
     # -- the loop ----------------------------------------------------------------------------
     async def run(self) -> None:
         """Wait for the next tick (or a wake-up), run it, repeat until stopped."""
+        keeper = asyncio.create_task(self.lease.keep_alive()) if self.witness is not None else None
+        try:
+            await self._loop()
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+
+    async def _loop(self) -> None:
         while not self._stopping:
             start = self.clock()
             try:
@@ -154,16 +162,9 @@ class Arbiter:
                 decision = Decision(mem.state, "no action: a command changed the pair while this tick observed")
             else:
                 # The renewal's age is taken now, right before deciding, not when the tick began.
-                obs = replace(obs, witness=self.lease.view())
-                decision = rules.decide(mem.state, obs, cfg)
-                if mem.store_problem and decision.state.role is Role.ACTIVE:
-                    decision = self._cannot_persist(decision)
-                for line in decision.log:
-                    mem.say(line)
-                # A refused promotion keeps what this tick observed (the failure counts go on).
-                await self.roles.commit_and_apply(decision, kept=rules.observe(mem.state, obs)[0])
-                decision = mem.applied or decision
-                await self.lease.tend()
+                obs = obs._replace(witness=self.lease.view(), store_problem=mem.store_problem)
+                out = await self.roles.carry_out(rules.plan_tick(mem.state, obs, cfg))
+                decision = out.applied or Decision(mem.state, out.reason)
         mem.last_reason = decision.reason
         self.last_tick_done = self.clock()
         self.metrics.ticked(mem.wall(), witness=self.lease.on())
@@ -172,17 +173,6 @@ class Arbiter:
         if decision.switched:
             log.info(decision.reason)
         return decision
-
-    def _cannot_persist(self, d: Decision) -> Decision:
-        """An ACTIVE node that cannot write its database hands over (or stays off a promotion)."""
-        mem, s = self.mem, d.state
-        if mem.state.role is Role.STANDBY:
-            return Decision(mem.state.evolve(peer_failures=s.peer_failures, peer_successes=s.peer_successes,
-                                             lan_failures=s.lan_failures, probed=True, peer=s.peer),
-                            f"no action: cannot take ACTIVE, the database is not writable ({mem.store_problem})")
-        healthy_peer = s.peer_failures == 0 and s.peer is not None and s.peer.can_be_active
-        return rules.demote(s, rule="R5", cause=Cause.LAN_LOST, handover=healthy_peer,
-                            why=f"cannot persist the role ({mem.store_problem}); handing over")
 
     def _check_store(self) -> None:
         mem = self.mem

@@ -1,5 +1,5 @@
 """The witness's lease keeping (SPEC 12): renew every tick, take the key before a promotion, release it
-after a demotion, and tend it after each tick's decision.
+after a demotion (when and why is the plan's business: ``hotstandby.carry``).
 
 ``Lease`` wraps a ``hotstandby.witness.Witness`` (the etcd client) for the arbiter; with no witness
 configured (``HS_WITNESS_URL`` empty) or hot standby disabled, every method is a no-op and ``view()``
@@ -8,13 +8,13 @@ is None, so the core decides exactly as without a witness.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
-from hotstandby import rules
-from hotstandby.model import Decision, NodeState, Role, WitnessView
+from hotstandby.model import WitnessView
 from hotstandby.settings import ClusterSettings
-from hotstandby.witness import NOT_CONTACTED, Witness, WitnessReport, lease_ttl_request
+from hotstandby.witness import NOT_CONTACTED, Taken, Witness, WitnessReport, lease_ttl_request
 from services.arbiter.memory import Memory
 
 log = logging.getLogger("hotstandby.arbiter")
@@ -23,6 +23,8 @@ log = logging.getLogger("hotstandby.arbiter")
 class Lease:
     def __init__(self, mem: Memory, witness: Witness | None) -> None:
         self.mem, self.witness = mem, witness
+        self.last_sent: float | None = None  # when the last renewal was sent (by a tick or keep_alive)
+        self._renewing = asyncio.Lock()
 
     def on(self) -> bool:
         return self.witness is not None and self.mem.cluster.enabled
@@ -31,11 +33,28 @@ class Lease:
         """Keep our lease alive every tick and read the key; log and count when the witness is lost or found."""
         if self.witness is None or not cfg.enabled:
             return None
-        was = self.witness.last()
-        report = await self.witness.renew(lease_ttl_request(cfg.failures_to_switch, cfg.heartbeat_interval_s),
-                                          cfg.heartbeat_timeout_s)
+        async with self._renewing:  # one at a time: the tick's and keep_alive's
+            self.last_sent = self.mem.clock()
+            was = self.witness.last()
+            report = await self.witness.renew(lease_ttl_request(cfg.failures_to_switch, cfg.heartbeat_interval_s),
+                                              cfg.heartbeat_timeout_s)
         self._transition(was, report)
         return report
+
+    async def keep_alive(self) -> None:
+        """Renew between ticks too, whenever none was sent for I: a tick held up by a plan that waits on the
+        peer (a failover's DEMOTE waits up to T) or by a command must not let the lease of an ACTIVE lapse.
+        (Found by the simulator: N = 2 and T close to I let the new ACTIVE's lease expire right after R1.)"""
+        while True:
+            cfg = self.mem.cluster
+            now = self.mem.clock()
+            due = (self.last_sent if self.last_sent is not None else now) + cfg.heartbeat_interval_s
+            if due > now:
+                await asyncio.sleep(due - now)
+            elif self.on():
+                await self.renew(cfg)
+            else:
+                await asyncio.sleep(cfg.heartbeat_interval_s)
 
     def _transition(self, was: WitnessReport, now: WitnessReport) -> None:
         first = was.detail == NOT_CONTACTED
@@ -70,44 +89,24 @@ class Lease:
         last = self.witness.last()
         return last.reachable or last.detail == NOT_CONTACTED
 
-    async def take(self, d: Decision, kept: NodeState) -> Decision:
-        """Every promotion, whatever its path (tick, peer command, switch), first takes the key in one
-        transaction; the epoch becomes the revision it was taken at. No key, no promotion."""
-        if not self.on() or d.state.role is not Role.ACTIVE or self.mem.state.role is Role.ACTIVE:
-            return d
-        assert self.witness is not None
-        taken = await self.witness.take(d.state.epoch, self.mem.cluster.heartbeat_timeout_s)
-        if taken.ok:
-            self.mem.say(f"Witness key {taken.detail}, epoch {taken.epoch}")
-            return rules.with_witness_epoch(d, taken.epoch)
-        refused = rules.witness_refused(kept, d, taken.detail)
-        if self.mem.last_reason != refused.reason:  # once per streak, not once a tick
-            self.mem.say(refused.reason)
-        log.warning(refused.reason)
-        return refused
-
-    async def release(self) -> None:
-        if self.on():
-            assert self.witness is not None
-            # Bounded by 1 s as well: R10's handover must finish within 2 s whatever T is.
-            if not await self.witness.release(min(self.mem.cluster.heartbeat_timeout_s, 1.0)):
-                self.mem.say("Witness key not released (unreachable): the peer waits for our lease to expire")
-
-    async def tend(self) -> None:
-        """After a tick's decision: an ACTIVE whose key vanished (its lease lapsed during an outage it rode
-        out on the failsafe) takes it back; a STANDBY never holds it (a release that failed, a previous life)."""
+    async def take(self, epoch: int) -> Taken | None:
+        """Take the key for a promotion (None: no witness, nothing to take)."""
         if not self.on():
-            return
+            return None
         assert self.witness is not None
-        r, s = self.witness.last(), self.mem.state
-        if not r.reachable:
-            return
-        if s.role is Role.ACTIVE and r.holder is None:
-            taken = await self.witness.reassert(s.epoch, self.mem.cluster.heartbeat_timeout_s)
-            self.mem.say(f"Witness key re-taken while ACTIVE (epoch {s.epoch})" if taken.ok
-                         else f"Witness key not re-taken: {taken.detail}")
-        elif s.role is Role.STANDBY and r.holder == s.node_id:
-            await self.release()
+        return await self.witness.take(epoch, self.mem.cluster.heartbeat_timeout_s)
+
+    async def reassert(self, epoch: int) -> Taken:
+        assert self.witness is not None
+        return await self.witness.reassert(epoch, self.mem.cluster.heartbeat_timeout_s)
+
+    async def release(self) -> bool:
+        """Delete the key if it names us; False when the witness did not answer (True without one)."""
+        if not self.on():
+            return True
+        assert self.witness is not None
+        # Bounded by 1 s as well: R10's handover must finish within 2 s whatever T is.
+        return await self.witness.release(min(self.mem.cluster.heartbeat_timeout_s, 1.0))
 
     def status(self) -> dict[str, Any] | None:
         """``GET /status``'s ``witness``: null without one."""

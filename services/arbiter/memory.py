@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from hotstandby.ftlog import FaultTolerantLog
 from hotstandby.metrics import ArbiterMetrics
-from hotstandby.model import Decision, NodeState
+from hotstandby.model import NodeState
 from hotstandby.settings import ClusterSettings, NodeSettings
 from services.arbiter.config import ConfigBook
 
@@ -34,7 +34,6 @@ class Memory:
         self.lan_ok: bool | None = None  # None: no LAN probes configured
         self.store_problem: str | None = None  # why the database refuses writes, or None
         self.last_reason = "starting: STANDBY until the first tick decides"
-        self.applied: Decision | None = None  # the last decision carried out (after the witness had its say)
 
     @property
     def cluster(self) -> ClusterSettings:

@@ -1,26 +1,38 @@
-"""Carrying out role changes: the only code that changes this node's role.
+"""Carrying out the core's plans: the only code that changes this node's role.
 
-``commit_and_apply(decision)`` takes the witness key first when the decision promotes (no key, no
-promotion), persists role, epoch and cause, then applies the decision's actions in order: CTI
-stop or start, the key's release once CTI is down, role commands to the peer. A role is always
-durable before CTI starts or stops because of it (SPEC 4). Callers hold ``Memory.lock``.
+``carry_out(plan)`` drives ``hotstandby.carry.carry_out`` (what each step means, in order, decided
+once for the arbiter and the simulator) and performs its effects on the real edges: the witness
+key, SQLite, the CTI supervisor, role commands to the peer, the fault-tolerant log. A role is
+always durable before CTI starts or stops because of it (SPEC 4). Callers hold ``Memory.lock``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
-from dataclasses import replace
+import logging
 from typing import Any, Protocol
 
-from hotstandby.model import Action, Cause, Decision, NodeState, PeerView, Role
+from hotstandby.carry import (
+    Adopt,
+    Answer,
+    Ask,
+    Effect,
+    Heard,
+    KeyNow,
+    Outcome,
+    Persist,
+    Reassert,
+    Say,
+    TakeKey,
+    carry_out,
+)
+from hotstandby.model import Plan, ReleaseKey, Role, StartCti, StopCti
 from hotstandby.store import Store, StoreError
 from services.arbiter.lease import Lease
 from services.arbiter.memory import Memory
-from services.arbiter.peer import CallResult, PeerClient
+from services.arbiter.peer import PeerClient
 from services.arbiter.status import update_gauges
 
-PROMOTE_ANSWER_S = 1.0  # the least a "take ACTIVE" command waits for its answer (see command_peer)
+log = logging.getLogger("hotstandby.arbiter")
 
 
 class CtiControl(Protocol):
@@ -34,81 +46,75 @@ class CtiControl(Protocol):
         ...
 
 
-def _why(d: Decision) -> str:
-    """The cause part of a switch sentence, to pass on to the peer (it adds its own rule words)."""
-    return re.sub(r"^SWITCH THIS SERVER TO \w+, R\d+ ", "", d.reason)
-
-
 class Roles:
     def __init__(self, mem: Memory, *, store: Store, cti: CtiControl, lease: Lease, peer: PeerClient) -> None:
         self.mem, self.store, self.cti, self.lease, self.peer = mem, store, cti, lease, peer
 
-    async def commit_and_apply(self, d: Decision, *, promote_timeout: float | None = None,
-                               kept: NodeState | None = None) -> CallResult | None:
+    async def carry_out(self, plan: Plan) -> Outcome:
+        """Every step of ``plan``, in order; the outcome says what was done or why not."""
         mem = self.mem
-        d = mem.applied = await self.lease.take(d, kept or mem.state)
-        old, new = mem.state, d.state
-        durable = (new.role, new.epoch, new.cause) != (old.role, old.epoch, old.cause)
-        if durable:
+        for line in plan.log:
+            mem.say(line)
+        run = carry_out(plan, mem.cluster, lambda: mem.state)
+        result: Any = None
+        while True:
             try:
-                self.store.save_node(node_id=mem.node.node_id, role=new.role, epoch=new.epoch, cause=new.cause)
+                effect = run.send(result)
+            except StopIteration as stop:
+                return stop.value
+            result = await self._do(effect)
+
+    async def _do(self, e: Effect) -> Any:
+        mem = self.mem
+        if isinstance(e, Say):
+            if e.once:
+                log.warning(e.line)
+            if not (e.once and e.line == mem.last_reason):  # once per streak, not once a tick
+                mem.say(e.line)
+        elif isinstance(e, Adopt):
+            self._adopt(e)
+        elif isinstance(e, Persist):
+            try:
+                self.store.save_node(node_id=mem.node.node_id, role=e.state.role, epoch=e.state.epoch,
+                                     cause=e.state.cause)
             except StoreError as exc:
                 mem.store_problem = str(exc)
-                if new.role is Role.ACTIVE and old.role is not Role.ACTIVE:
-                    mem.say(f"Not taking ACTIVE: the role cannot be persisted ({exc})")
-                    mem.state = old
-                    return None
-                # Stepping down is safe unpersisted: a restarted node is STANDBY whatever it stored.
-                mem.say(f"Role change not persisted ({exc}); stepping down anyway")
+                return str(exc)
+        elif isinstance(e, StopCti | StartCti):
+            await self.cti.converge()
+        elif isinstance(e, Ask):
+            return await self._ask(e)
+        elif isinstance(e, Heard):
+            mem.state = e.state
+            mem.version += 1
+        elif isinstance(e, TakeKey):
+            return await self.lease.take(e.epoch)
+        elif isinstance(e, ReleaseKey):
+            return await self.lease.release()
+        elif isinstance(e, KeyNow):
+            return self.lease.view()
+        elif isinstance(e, Reassert):
+            return await self.lease.reassert(e.epoch)
+        return None
+
+    def _adopt(self, e: Adopt) -> None:
+        mem = self.mem
+        old, new = mem.state, e.decision.state
         mem.state = new
-        if durable:
+        if e.durable:
             mem.version += 1
         if new.role is not old.role:
             mem.role_since = mem.wall()
             mem.metrics.role_changes.labels(mem.node.node_id, new.role.value, new.cause.value).inc()
-        if d.switched or (new.role is not old.role):
-            mem.say(d.reason)
         update_gauges(mem)
-        result = None
-        for action in d.actions:
-            if action in (Action.START_CTI, Action.STOP_CTI):
-                await self.cti.converge()
-                if action is Action.STOP_CTI and new.role is Role.STANDBY:
-                    await self.lease.release()  # our CTI is down: the peer may take the key (handover)
-            elif action is Action.DEMOTE_PEER:
-                await self.command_peer(Role.STANDBY, new.epoch, new.cause, _why(d))
-            elif action is Action.PROMOTE_PEER:
-                result = await self.command_peer(Role.ACTIVE, new.epoch + 1, new.cause, _why(d),
-                                                 timeout=promote_timeout)
-        return result
 
-    async def command_peer(self, role: Role, epoch: int, cause: Cause, reason: str,
-                           timeout: float | None = None) -> CallResult:
-        mem = self.mem
-        cfg = mem.cluster
-        if timeout is None:
-            # Asking the peer to take ACTIVE waits at least PROMOTE_ANSWER_S: a loaded peer that persists
-            # and answers in 0.15 s at T = 0.1 s has taken ACTIVE, and reading that as "no" (then taking
-            # ACTIVE back) would leave both ACTIVE until R4. Telling it to stand down stays bounded by T:
-            # a promotion must not wait on a peer that may be gone.
-            timeout = max(cfg.heartbeat_timeout_s, PROMOTE_ANSWER_S) if role is Role.ACTIVE else cfg.heartbeat_timeout_s
-        r = await self.peer.role({"role": role.value, "epoch": epoch, "cause": cause.value, "reason": reason},
-                                 timeout)
-        peer = mem.node.peer_id
-        if r.ok:
-            self._peer_confirmed(r.body)
-            mem.say(f"Server {peer} confirmed {role.value} (epoch {epoch})")
-        elif r.answered:
-            mem.say(f"Server {peer} refused {role.value}: {r.detail}")
-        else:
-            mem.say(f"Server {peer} not reached to make it {role.value}: {r.detail}")
-        return r
-
-    def _peer_confirmed(self, body: Any) -> None:
-        """A role command's answer is the freshest word on the peer's role: status shows it at once."""
-        mem = self.mem
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            role, epoch = Role(body["role"]), int(body["epoch"])
-            old = mem.state.peer or PeerView(node_id=mem.node.peer_id, role=role, epoch=epoch)
-            mem.state = mem.state.evolve(peer=replace(old, role=role, epoch=epoch))
-            mem.version += 1
+    async def _ask(self, e: Ask) -> Answer:
+        r = await self.peer.role({"role": e.role.value, "epoch": e.epoch, "cause": e.cause.value, "reason": e.why},
+                                 e.timeout)
+        role = epoch = None
+        if r.ok and isinstance(r.body, dict):
+            try:
+                role, epoch = Role(r.body["role"]), int(r.body["epoch"])
+            except (KeyError, TypeError, ValueError):
+                role = epoch = None
+        return Answer(r.ok, r.answered, r.detail, role, epoch, unauthorized=r.status == 401)

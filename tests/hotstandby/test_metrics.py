@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hotstandby.metrics import ArbiterMetrics, monitor_registry
 from hotstandby.model import Cause, Role
+from tests.services.arbiter.test_heartbeat import FakeClock, make_arbiter
 
 ARBITER_SAMPLES = (
     "hotstandby_role",
@@ -64,21 +68,39 @@ def test_role_changes_carry_node_to_and_cause() -> None:
         2.0, 1.0, 0.0)
 
 
-def test_values_recorded_are_exported() -> None:
-    """Gauges, counters and the histogram report what the arbiter set."""
-    m = ArbiterMetrics("server1")
-    m.role.labels("server1").set(1)
-    m.skew.labels("server1").set(-0.25)
-    m.probe_failures.labels("server1").inc(3)
-    m.probe_seconds.labels("server1").observe(0.003)
-    r = m.registry
+def test_a_failover_driven_through_the_arbiter_is_exported(tmp_path: Path) -> None:
+    """The arbiter, driven through R1 against a dead peer, exports what happened: ACTIVE, one role change
+    labelled with its new role and cause, N failed probes (each observed), the epoch, the expected delay."""
+    arbiter, _ = make_arbiter(tmp_path, FakeClock())
+
+    async def ticks() -> None:
+        for _ in range(3):
+            await arbiter.tick()
+
+    asyncio.run(ticks())
+    r = arbiter.metrics.registry
+    changed = [s for s in samples(r)["hotstandby_role_changes_total"]
+               if value(r, "hotstandby_role_changes_total", **s)]
+    assert changed == [{"node": "server2", "to": "ACTIVE", "cause": "failover"}]
     assert (
-        value(r, "hotstandby_role", node="server1"),
-        value(r, "hotstandby_clock_skew_seconds", node="server1"),
-        value(r, "hotstandby_peer_probe_failures_total", node="server1"),
-        value(r, "hotstandby_peer_probe_seconds_count", node="server1"),
-        value(r, "hotstandby_peer_probe_seconds_bucket", node="server1", le="0.005"),
-    ) == (1.0, -0.25, 3.0, 1.0, 1.0)
+        value(r, "hotstandby_role", node="server2"),
+        value(r, "hotstandby_role_changes_total", node="server2", to="ACTIVE", cause="failover"),
+        value(r, "hotstandby_peer_probe_failures_total", node="server2"),
+        value(r, "hotstandby_peer_probe_seconds_count", node="server2"),
+        value(r, "hotstandby_peer_consecutive_failures", node="server2"),
+        value(r, "hotstandby_epoch", node="server2"),
+        value(r, "hotstandby_expected_failover_delay_seconds", node="server2"),
+    ) == (1.0, 1.0, 3.0, 3.0, 3.0, 1.0, 3 * 1 + 0.2 + 0.5 + 0.2 * 2 + 0.2 * 2)
+
+
+def test_maintenance_set_on_the_arbiter_is_exported(tmp_path: Path) -> None:
+    """``POST /maintenance`` on the arbiter turns ``hotstandby_maintenance`` to 1, and back to 0."""
+    arbiter, _ = make_arbiter(tmp_path, FakeClock())
+    seen = []
+    for on in (True, False):
+        asyncio.run(arbiter.set_maintenance(on, "test"))
+        seen.append(value(arbiter.metrics.registry, "hotstandby_maintenance", node="server2"))
+    assert seen == [1.0, 0.0]
 
 
 def test_two_instances_do_not_clash() -> None:

@@ -69,10 +69,11 @@ def active(node_id: str, epoch: int = 1, cause: Cause = Cause.FAILOVER, **kw: ob
 
 
 @pytest.mark.parametrize("node", NODES)
-@pytest.mark.parametrize("n", NS)
+@pytest.mark.parametrize("n", [n for n in NS if n > 1])  # N = 1: no failure is too few (see the R2 tests)
 def test_r1_n_minus_one_failures_do_nothing(node: str, n: int) -> None:
-    """N-1 consecutive failed probes leave a STANDBY node STANDBY with no action."""
+    """N-1 consecutive failed probes leave a STANDBY node STANDBY with no action, the count at N − 1."""
     ds = run(standby(node), [fail()] * (n - 1), cfg(failures_to_switch=n))
+    assert len(ds) == n - 1 and ds[-1].state.peer_failures == n - 1
     assert all(d.state.role is Role.STANDBY and d.actions == () and d.rule is None for d in ds)
 
 
@@ -86,16 +87,22 @@ def test_r1_nth_failure_promotes_and_demotes_peer_first(node: str, n: int) -> No
     assert d.reason.startswith(f"{TO_ACTIVE}, R1 failover: maximum heart beat fails")
 
 
-@pytest.mark.parametrize("n", NS)
-@pytest.mark.parametrize("where", [0, 1, -1])
+@pytest.mark.parametrize("n", [n for n in NS if n > 1])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
 def test_r2_one_success_resets_the_count(n: int, where: int) -> None:
-    """One success anywhere inside a run of failures starts the count again from zero."""
-    failures = [fail()] * (n - 1)
-    middle = [*failures[:where % n], ok(None), *failures[where % n:]]
-    ds = run(standby("server2"), [*failures, ok(None), *failures], cfg(failures_to_switch=n))
-    assert all(d.state.role is Role.STANDBY for d in ds)
-    ds = run(standby("server2"), middle, cfg(failures_to_switch=n))
-    assert all(d.state.role is Role.STANDBY for d in ds)
+    """One success after k < N failures starts the count from zero: N − 1 more failures do not promote (k + N − 1
+    failures in all would have, without the reset), and the N-th after the success does."""
+    k = {"first": 1, "middle": max(1, n // 2), "last": n - 1}[where]
+    ds = run(standby("server2"), [*[fail()] * k, ok(None), *[fail()] * n], cfg(failures_to_switch=n))
+    roles = [d.state.role for d in ds]
+    assert roles == [Role.STANDBY] * (k + n) + [Role.ACTIVE]
+    assert ds[-1].rule == "R1" and ds[-1].state.peer_failures == n
+
+
+def test_r2_with_n_1_a_success_never_switches_and_a_failure_does() -> None:
+    """N = 1 has no run to interrupt: a successful probe leaves the STANDBY alone, the first failure promotes."""
+    ds = run(standby("server2"), [ok(None), ok(None), fail()], cfg(failures_to_switch=1))
+    assert [d.state.role for d in ds] == [Role.STANDBY, Role.STANDBY, Role.ACTIVE]
 
 
 def test_r1_failure_count_appears_in_the_log() -> None:
@@ -278,6 +285,43 @@ def test_r5_one_lan_success_or_no_check_resets(between: bool | None) -> None:
     obs = [ok(peer, lan_ok=False)] * 2 + [ok(peer, lan_ok=between)] + [ok(peer, lan_ok=False)] * 2
     ds = run(active("server1"), obs, cfg())
     assert all(d.state.role is Role.ACTIVE for d in ds)
+
+
+# R13 cannot persist ------------------------------------------------------------------------------
+
+DISK = "database or disk is full"
+
+
+@pytest.mark.parametrize(("peer", "failures", "hands_over"), [
+    (pv("server2", Role.STANDBY), 0, True),
+    (pv("server2", Role.STANDBY, can_be_active=False), 0, False),
+    (None, 1, False),
+])
+def test_r13_active_that_cannot_persist_steps_down_with_a_cause_of_its_own(peer: PeerView | None, failures: int,
+                                                                          hands_over: bool) -> None:
+    """An ACTIVE whose database refuses writes steps down by R13 (cause cannot_persist, not lan_lost) and hands
+    ACTIVE to a peer that answered and can be ACTIVE."""
+    obs = ok(peer, store_problem=DISK) if failures == 0 else fail(store_problem=DISK)
+    d = decide(active("server1", peer=peer), obs, cfg())
+    assert (d.state.role, d.rule, d.state.cause) == (Role.STANDBY, "R13", Cause.CANNOT_PERSIST)
+    assert d.actions == ((Action.STOP_CTI, Action.PROMOTE_PEER) if hands_over else (Action.STOP_CTI,))
+    assert d.reason == f"{TO_STANDBY}, R13 cannot persist the role ({DISK}); handing over"
+
+
+@pytest.mark.parametrize("failures", [3, 10])
+def test_r13_standby_that_cannot_persist_never_takes_active(failures: int) -> None:
+    """A STANDBY whose database refuses writes does not promote, however dead its peer: it says why."""
+    d = run(standby("server2"), [fail(store_problem=DISK)] * failures, cfg())[-1]
+    assert d.state.role is Role.STANDBY and d.state.peer_failures == failures
+    assert d.reason == f"no action: cannot take ACTIVE, the database is not writable ({DISK})"
+
+
+@pytest.mark.parametrize(("settings", "maintenance"), [(cfg(), True), (cfg(enabled=False), False)])
+def test_r13_is_paused_by_maintenance_and_off_when_standalone(settings: ClusterSettings, maintenance: bool) -> None:
+    """Maintenance pauses R13 like every automatic switch (R11); a standalone node has no one to hand over to."""
+    d = decide(active("server1", maintenance=maintenance), ok(pv("server2", Role.STANDBY), store_problem=DISK),
+               settings)
+    assert d.state.role is Role.ACTIVE and d.rule is None
 
 
 # R6 start ----------------------------------------------------------------------------------------
@@ -590,10 +634,15 @@ def test_property_switch_reason_names_direction_and_rule(
 def test_property_maintenance_means_no_automatic_switch(
     state: NodeState, seq: list[Observation], settings: ClusterSettings
 ) -> None:
-    """With maintenance on, no tick changes the role or acts."""
+    """With maintenance on, no tick changes the role or acts, but R12: an ACTIVE that can no longer show it is
+    the only one (the witness lost, its peer silent) steps down and stops CTI all the same."""
     state = state.evolve(maintenance=True)
-    for before, _obs, d, _ in walk(state, list(seq), settings):
-        assert (before.role, ()) == (d.state.role, d.actions)
+    for before, obs, d, _ in walk(state, list(seq), settings):
+        if d.rule == "R12":
+            assert obs.witness is not None and (before.role, d.state.role, d.actions) == (
+                Role.ACTIVE, Role.STANDBY, (Action.STOP_CTI,))
+        else:
+            assert (before.role, ()) == (d.state.role, d.actions)
 
 
 @settings(max_examples=300, deadline=None)

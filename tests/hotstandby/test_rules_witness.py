@@ -109,10 +109,14 @@ def test_an_active_with_a_healthy_witness_stays(holder: str | None) -> None:
     assert (d.state.role, d.actions, d.rule) == (Role.ACTIVE, (), None)
 
 
-def test_maintenance_pauses_r12_too() -> None:
-    """R11: no automatic switch while maintenance is on, R12 included (the STANDBY does not promote either)."""
+def test_maintenance_does_not_pause_r12() -> None:
+    """R12 moves ACTIVE nowhere: an ACTIVE cut from the witness and its peer steps down in maintenance too (cut
+    apart, the nodes may not even agree that maintenance is on: the simulator found the dual ACTIVE it let
+    through), while a STANDBY in maintenance still promotes by no rule."""
     d = decide(active("server1", maintenance=True), fail(witness=lost(60)), fast())
-    assert d.state.role is Role.ACTIVE and d.reason.startswith("PAUSE")
+    assert (d.state.role, d.rule) == (Role.STANDBY, "R12")
+    d = decide(standby("server2", maintenance=True, peer_failures=5), fail(witness=wv()), fast())
+    assert d.state.role is Role.STANDBY and d.reason.startswith("PAUSE")
 
 
 def test_standalone_ignores_the_witness() -> None:

@@ -136,13 +136,21 @@ def test_sigterm_hands_the_key_over_within_2_s(wpair: Pair, etcd: Etcd) -> None:
 
 
 def test_a_forced_switch_cannot_take_a_key_the_frozen_active_still_holds(wpair: Pair, etcd: Etcd) -> None:
-    """SPEC 3's force meets SPEC 12: while the frozen ACTIVE's lease lives, server2 cannot take the key (409);
-    once the lease expired, R1 or the forced switch succeeds and the thawed server1 steps down."""
+    """SPEC 3's force meets SPEC 12: while the frozen ACTIVE's lease lives, server2 cannot take the key (409,
+    saying so); once the lease expired, R1 or the forced switch succeeds and the thawed server1 steps down."""
     wpair.nodes["server1"].signal(signal.SIGSTOP)
     try:
+        # The frozen server1's key, bound to a lease that outlives any loaded machine's request (its own
+        # lease is L = 2 s): whatever the timing, the key is not free while server2 asks.
+        held = etcd.get(key_for(CLUSTER))
+        assert held is not None and held["value"]["node_id"] == "server1"
+        lease, _ = etcd.grant(60)
+        etcd.put(key_for(CLUSTER), f'{{"node_id":"server1","epoch":{held["value"]["epoch"]}}}', lease)
         r = wpair.admin("POST", "server2", "/switch", {"target": "server2", "force": True})
-        if r.status_code == 409:  # the usual case: asked within L of the freeze
-            assert "witness key is held by server1" in r.json()["detail"]
+        assert r.status_code == 409, r.text
+        assert "witness key is held by server1" in r.json()["detail"]
+        assert wpair.role("server2") == "STANDBY" and key_holder(etcd) == "server1"
+        etcd.call("/v3/lease/revoke", {"ID": str(lease)})  # the frozen node's lease expires
         wpair.wait_active("server2", wpair.bound_r1 + MARGIN)
         assert key_holder(etcd) == "server2"
     finally:

@@ -11,6 +11,7 @@ from hotstandby.rules import decide, observe, promote
 from hotstandby.settings import ClusterSettings
 from hotstandby.sim import NAMES, make_scenario, run_many, run_scenario, run_seed, shrink
 from hotstandby.sim.cli import run_cli
+from hotstandby.sim.world import PLANTS
 
 STEPS = 400
 
@@ -26,20 +27,47 @@ def promotes_after_n_minus_one(state: NodeState, obs: Observation, cfg: ClusterS
 
 
 def test_bounded_run_has_no_violation() -> None:
-    """2,000 seeds of random settings and fault schedules break no invariant and no bound."""
-    summary = run_many(list(range(2000)), STEPS, processes=2)
+    """1,500 seeds of random settings and fault schedules break no invariant and no bound."""
+    summary = run_many(list(range(1500)), STEPS, processes=2)
     assert summary.failing_seeds == []
     assert summary.violations == dict.fromkeys(NAMES, 0)
-    assert summary.ticks > 2000 * STEPS * 0.8
+    assert summary.ticks > 1500 * STEPS * 0.8
     assert all(summary.measured[k] > 50 for k in ("r1", "r3", "r7", "r10"))  # the bounds were exercised
 
 
+def test_bounded_run_with_a_witness_has_no_violation() -> None:
+    """500 seeds with a simulated etcd witness, partitions of the three, witness outages and stalled renewals
+    break no invariant: never two ACTIVE beyond a tick, no promotion without the key, epochs in order."""
+    summary = run_many(list(range(500)), STEPS, processes=2, witness=True)
+    assert summary.failing_seeds == []
+    assert summary.violations == dict.fromkeys(NAMES, 0)
+    assert summary.measured["r1"] > 20 and summary.measured["r10"] > 20
+
+
+@pytest.mark.parametrize(("plant", "caught_by"), [("late-step-down", "active_past_lease"),
+                                                  ("promote-without-key", "promotion_without_key")])
+def test_each_planted_witness_bug_is_caught_with_a_replayable_seed(plant: str, caught_by: str) -> None:
+    """Stepping down at L instead of L − I, or promoting when the key was not granted, is caught within the
+    first 300 seeds; the failing seed fails again on replay and passes without the bug."""
+    seed = next(s for s in range(300) if run_seed(s, STEPS, witness=True, plant=plant).violations[caught_by])
+    again = run_seed(seed, STEPS, witness=True, plant=plant)
+    assert again.violations[caught_by] > 0
+    assert again.trace_hash == run_seed(seed, STEPS, witness=True, plant=plant).trace_hash
+    assert run_seed(seed, STEPS, witness=True).violations == dict.fromkeys(NAMES, 0)
+
+
+def test_plants_are_named() -> None:
+    """The bugs a run can plant are the two the issue names, and nothing else."""
+    assert PLANTS == ("late-step-down", "promote-without-key")
+
+
+@pytest.mark.parametrize("witness", [False, True])
 @pytest.mark.parametrize("profile", ["random", "fast", "vendor"])
-def test_same_seed_replays_the_same_run(profile: str) -> None:
+def test_same_seed_replays_the_same_run(profile: str, witness: bool) -> None:
     """Everything comes from the seed: two runs of one seed have the same event trace hash."""
-    hashes = {run_scenario(make_scenario(7, STEPS, profile))[0].trace_hash for _ in range(2)}
+    hashes = {run_scenario(make_scenario(7, STEPS, profile, witness))[0].trace_hash for _ in range(2)}
     assert len(hashes) == 1
-    assert run_seed(8, STEPS, profile).trace_hash not in hashes
+    assert run_seed(8, STEPS, profile, witness=witness).trace_hash not in hashes
 
 
 def test_broken_rule_is_caught_with_a_replayable_seed() -> None:
@@ -84,6 +112,20 @@ def test_cli_json_names_every_invariant_and_fails_on_a_broken_rule() -> None:
     report = json.loads(lines[-1])
     assert report["failing_seeds"]
     assert report["replays"][0]["replay"].startswith("python -m hotstandby.sim.cli --seed ")
+
+
+def test_cli_witness_and_plant_options_reach_the_report_and_the_replay() -> None:
+    """`--witness` runs with a witness and says so; `--plant` fails the run and its replay command plants it too;
+    an unknown plant is a usage error (2)."""
+    lines: list[str] = []
+    assert run_cli(0, STEPS, 5, True, processes=1, witness=True, out=lines.append) == 0
+    assert json.loads(lines[-1])["witness"] is True
+    lines.clear()
+    assert run_cli(1, STEPS, 1, True, processes=1, witness=True, plant="promote-without-key", out=lines.append) == 1
+    report = json.loads(lines[-1])
+    assert report["plant"] == "promote-without-key"
+    assert "--witness --plant promote-without-key" in report["replays"][0]["replay"]
+    assert run_cli(0, STEPS, 1, True, plant="nonsense", out=lines.append) == 2
 
 
 def test_cli_table_prints_the_figures() -> None:

@@ -21,7 +21,9 @@ from services.arbiter.peer import PeerClient
 
 
 class RecordingCti:
-    """The arbiter's CTI handle: records what the arbiter asked for (the supervisor has its own tests)."""
+    """The arbiter's CTI handle, seen from the CTI side: each time the arbiter asks CTI to converge, it records
+    the role the database holds at that moment (what a separate monitor would read), so a test sees whether the
+    role was durable before CTI followed it. The supervisor itself has its own tests."""
 
     def __init__(self) -> None:
         self.converged: list[Role] = []
@@ -29,7 +31,13 @@ class RecordingCti:
 
     async def converge(self) -> None:
         assert self.arbiter is not None
-        self.converged.append(self.arbiter.state.role)
+        store = Store(self.arbiter.node.db_path)  # a connection of its own, as a separate monitor has
+        try:
+            stored = store.load_node()
+        finally:
+            store.close()
+        assert stored is not None
+        self.converged.append(Role(stored.role))
 
     def snapshot(self) -> dict[str, Any]:
         return {"state": "stopped"}
@@ -81,7 +89,8 @@ def test_healthz_turns_unhealthy_when_no_tick_completes_within_3_intervals(tmp_p
 
 
 def test_n_ticks_against_a_dead_peer_promote_and_persist_before_cti(tmp_path: Path) -> None:
-    """N failed probes: ACTIVE on the N-th tick, committed to SQLite by the time CTI is asked to start."""
+    """N failed probes: ACTIVE on the N-th tick, committed to SQLite by the time CTI is asked to start (the
+    CTI side reads ACTIVE from the database when it is asked)."""
     arbiter, cti = make_arbiter(tmp_path, FakeClock())
 
     async def run() -> list[str]:

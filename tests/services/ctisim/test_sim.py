@@ -11,6 +11,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from lab.waiting import until
 from services.ctisim.manager import create_app
 from services.ctisim.sim import build_parser, run
 
@@ -32,8 +33,8 @@ def test_lines_in_order_then_ready_after_the_registrations(manager_url: str, sta
         "HS-CTI READY",
     ]
     first = sim.lines[0][0]
-    # Four more registrations after the first line at 0.2 s each; READY follows the last at once.
-    assert 0.75 <= ready - first <= 1.5
+    # Four more registrations after the first line at 0.2 s each (SPEC 9), then READY.
+    assert ready - first >= 0.75
     # Registered before READY was printed: no polling needed.
     [holder] = state(manager_url)["holders"]
     assert (holder["node_id"], holder["epoch"], holder["ports"], holder["devices"]) == ("server1", 0, 2, 3)
@@ -117,12 +118,13 @@ def test_reregisters_when_the_manager_forgets_it(manager_url: str, start_sim: St
 
 
 def test_rides_out_a_manager_outage(start_sim: StartSim) -> None:
-    """No manager at start: READY on time anyway, and it registers once the manager appears."""
+    """No manager at start: READY anyway (it does not wait for the manager), and it registers once the manager
+    appears."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     sim = start_sim("--ports", "1", "--devices", "0", "--manager-url", url, "--node-id", "server2")
-    ready = sim.wait_line("HS-CTI READY")
-    assert ready - sim.lines[0][0] < 0.5
+    sim.wait_line("HS-CTI READY")
+    assert sim.texts() == ["HS-CTI port 1/1", "HS-CTI READY"]  # READY before any manager answered
     assert sim.proc.poll() is None
     server = ServerThread(create_app(), port=port).start()
     try:
@@ -173,8 +175,7 @@ def test_run_in_process_stops_through_its_event(manager_url: str) -> None:
         task = asyncio.create_task(
             run(node_id="server1", epoch=2, ports=1, devices=0, manager_url=manager_url, out=out, stop=stop)
         )
-        while "HS-CTI READY" not in out.getvalue():
-            await asyncio.sleep(0.01)
+        await until(lambda: "HS-CTI READY" in out.getvalue(), 10, "the CTI simulator ready")
         assert await asyncio.to_thread(holder_ids, manager_url) == ["server1"]
         stop.set()
         return await asyncio.wait_for(task, timeout=2)
