@@ -1,7 +1,8 @@
 """The console's browser: Debian's headless chromium driven by Playwright (never a downloaded browser),
 one per test module (Playwright's sync API keeps an asyncio loop running in this thread while it is
-open, so a session-wide browser broke every later ``asyncio.run`` on the same xdist worker); each test gets its own context and pages that record what the tests check about
-every page: the requests it made, page errors and CSP violations."""
+open, so a session-wide browser broke every later ``asyncio.run`` on the same xdist worker); each test
+gets its own context and pages that record what the tests check about every page: the requests it
+made, page errors and CSP violations."""
 
 from __future__ import annotations
 
