@@ -23,7 +23,8 @@ need_cmd = @$(HS) $(1) --help >/dev/null 2>&1 || { echo "make $@: 'hotstandby $(
 # or say which are missing (CI=true: fail). The one list that .ci/run uses too.
 packages = @.ci/ensure-packages --for "make $@" $(1)
 
-.PHONY: help venv run test lint fuzz sim chaos bench bench-long compose-test tools console-shots clean distclean
+.PHONY: help venv run test lint fuzz sim chaos bench bench-long compose-test tools console-shots install \
+        install-check clean distclean
 
 help:
 	@echo "make venv        create $(VENV)/ with the project installed (editable, dev extras)"
@@ -38,6 +39,9 @@ help:
 	@echo "make compose-test  the images and deploy/compose on our own dockerd (root; installs docker.io)"
 	@echo "make tools       fetch helm into .tools/ (for tests/deploy)"
 	@echo "make console-shots  docs/console.png and docs/console-failover.png from a real pair (chromium)"
+	@echo "make install     deploy this node: venv at $(PREFIX), user, systemd unit, env file, secrets (root;"
+	@echo "                 DESTDIR=dir for a throwaway root, INSTALL_ARGS='--set HS_NODE_ID=server2 ...')"
+	@echo "make install-check  make install into a throwaway root and check it (slow: pip)"
 	@echo "make clean       remove $(VENV), caches and run/"
 
 venv: $(STAMP)
@@ -103,11 +107,8 @@ bench-long: venv
 # The containers on a real Docker engine, our own dockerd (lab/docker.py): images built without a
 # registry (a Debian base by mmdebstrap, kept in /var/cache/hotstandby; a wheelhouse), deploy/compose's
 # scenarios timed; the table (deploy/compose/results/latest.md) is printed even when a step fails.
-COMPOSE_TEST_PACKAGES := docker.io docker-compose mmdebstrap
 compose-test: venv
-	@missing="$$(for p in $(COMPOSE_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
-	if test -n "$$missing"; then echo "make compose-test: installing" $$missing; \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; fi
+	$(call packages,compose-test)
 	status=0; $(PY) -m pytest tests/deploy/test_compose_stack.py -m docker -p no:cacheprovider --timeout 1800 \
 	  $(PYTEST_ARGS) || status=$$?; cat deploy/compose/results/latest.md 2>/dev/null || true; exit $$status
 
@@ -115,11 +116,29 @@ tools: .tools/helm
 
 # The console's screenshots for the README: the browser test of a failover saves them as it runs.
 console-shots: venv
+	$(call packages,console-shots)
 	HS_CONSOLE_SHOTS=docs $(PY) -m pytest tests/console -k kill_9 -p no:cacheprovider $(PYTEST_ARGS)
 
 .tools/helm: deploy/helm/get-helm.sh
 	$(call packages,tools)
 	deploy/helm/get-helm.sh $@
+
+# A real deployment (README "Deploying a real pair"): the venv at the unit's path with this checkout
+# installed (not editable, no dev extras), then `hotstandby install-unit` for the user, the unit, the env
+# file and the secrets. Run again to upgrade (then `systemctl restart hotstandby`: R10 hands over first).
+PREFIX ?= /opt/hotstandby
+DESTDIR ?=
+INSTALL_ARGS ?=
+install:
+	$(call packages,install)
+	test -x $(DESTDIR)$(PREFIX)/bin/python || $(PYTHON) -m venv $(DESTDIR)$(PREFIX)
+	$(DESTDIR)$(PREFIX)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade .
+	$(DESTDIR)$(PREFIX)/bin/hotstandby install-unit --root "$(or $(DESTDIR),/)" --prefix $(PREFIX) $(INSTALL_ARGS)
+
+# make install into a throwaway root, checked as the fast tests check install-unit (2-6 min: pip).
+install-check: venv
+	$(call packages,install test)
+	$(PY) -m pytest -m slow tests/deploy/test_install.py -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) run/ build/ .pytest_cache .mypy_cache .ruff_cache .hypothesis deploy/docker/wheels/*.whl

@@ -11,6 +11,7 @@ import json
 import os
 import ssl
 import sys
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import httpx
@@ -319,6 +320,39 @@ def _cluster_for_render(url: str | None) -> ClusterSettings:
         return cluster_from_env()
     except SettingsError as exc:
         fail(str(exc), 2)
+
+
+@app.command("install-unit")
+def install_unit(
+    root: Annotated[str, typer.Option(help="the root directory to install into (packaging, tests)")] = "/",
+    prefix: Annotated[str, typer.Option(help="where the venv with hotstandby is (the unit runs PREFIX/bin/"
+                                             "hotstandby)")] = "/opt/hotstandby",
+    sets: Annotated[list[str] | None, typer.Option("--set", help="HS_NAME=VALUE to write into the env file "
+                                                                 "(repeatable)")] = None,
+) -> None:
+    """The system user, the systemd unit (WatchdogSec from I), /etc/hotstandby/env and the secrets; then the
+    next steps. `make install` creates the venv and runs this; run it again after changing I."""
+    from cli.install import Installer, InstallError, next_steps
+
+    changes: dict[str, str] = {}
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--set {item!r}: expected HS_NAME=VALUE", 2)
+        changes[key.strip()] = value.strip()
+    if os.geteuid() != 0:
+        fail("install-unit: must run as root (it creates a user and owns files to it)", 2)
+    target = Path(root)
+    try:
+        done = Installer(target, prefix=prefix.rstrip("/") or "/", changes=changes).run()
+    except InstallError as exc:
+        fail(str(exc), 2)
+    except OSError as exc:
+        fail(f"install-unit: {exc.strerror}: {exc.filename}", 1)
+    typer.echo(f"hotstandby installed into {target} (prefix {prefix}):")
+    for what, text in done:
+        typer.echo(f"  {what:<9} {text}")
+    typer.echo(next_steps(target))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})

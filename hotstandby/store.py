@@ -172,6 +172,26 @@ class Store:
         self.engine.dispose()
 
 
+def read_settings(path: Path) -> dict[str, Stamped]:
+    """The cluster settings a node's database holds, read without writing anything (no table made, no
+    migration, no lock kept): for `hotstandby check` and `install-unit`. Empty when it holds none."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read database {path}: {exc}") from None
+    try:
+        rows = conn.execute("SELECT name, value, updated_at, origin FROM setting").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return {}
+        raise StoreError(f"cannot read database {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"database {path} is corrupt: {exc}") from None
+    finally:
+        conn.close()
+    return {name: Stamped(json.loads(value), Timestamp.parse(at), origin) for name, value, at, origin in rows}
+
+
 def _pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

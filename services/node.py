@@ -28,7 +28,8 @@ import uvicorn
 from hotstandby.ftlog import FaultTolerantLog
 from hotstandby.hlc import HybridClock
 from hotstandby.metrics import ArbiterMetrics, monitor_registry
-from hotstandby.model import Role
+from hotstandby.model import Decision, Role
+from hotstandby.sdnotify import CHILD_ENV, Notifier
 from hotstandby.settings import ClusterSettings, NodeSettings, SettingsError, check_startable
 from hotstandby.store import Store, StoreError
 from hotstandby.tls import client_context
@@ -69,10 +70,15 @@ def cti_command(node: NodeSettings) -> list[str]:
             "--devices", str(node.cti_devices)]
 
 
+def child_env() -> dict[str, str]:
+    """What a child of the node (CTI, a hook) inherits: our environment without secrets and without
+    the service manager's notification variables (only the node speaks to systemd)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV) and k not in CHILD_ENV}
+
+
 def cti_env(node: NodeSettings) -> dict[str, str]:
     """The CTI child's environment: ours without secrets, plus who it runs for."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV)}
-    return env | {"HS_NODE_ID": node.node_id, "HS_CTI_MANAGER_URL": node.cti_manager_url}
+    return child_env() | {"HS_NODE_ID": node.node_id, "HS_CTI_MANAGER_URL": node.cti_manager_url}
 
 
 def _server(app: Any, node: NodeSettings, port: int) -> _Server:
@@ -240,9 +246,25 @@ class _RemoteCti:
         return False, None  # the monitor is another process: only its own probe speaks for it
 
 
+def _watchdog(n: Node, notifier: Notifier) -> Callable[[Decision], None]:
+    """Called by the heartbeat loop itself after each completed tick: a stuck loop stops the beats."""
+    shown: Role | None = None
+
+    def beat(d: Decision) -> None:
+        nonlocal shown
+        notifier.watchdog()
+        notifier.follow_interval(n.config.current.heartbeat_interval_s)
+        if d.switched or d.state.role is not shown:  # `systemctl status` says why, once a role change
+            shown = d.state.role
+            notifier.status(f"{d.state.role} epoch {d.state.epoch}: {d.reason}")
+
+    return beat
+
+
 async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter: bool = True,
                 with_monitor: bool = True) -> int:
     n = open_node(node, bootstrap, arbiter=with_arbiter)
+    notifier = Notifier()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -279,17 +301,22 @@ async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter:
         tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
     await _wait_started(n.servers, tasks)
     if n.arbiter:
+        n.arbiter.on_tick = _watchdog(n, notifier)
         tasks.append(asyncio.create_task(n.arbiter.run()))
     if n.cti:
         tasks.append(asyncio.create_task(_converge_loop(n, poll_s=1.0 if with_arbiter else 0.1)))
+    notifier.ready(f"serving: {node.node_id} ({node.rank}), STANDBY until the first tick decides")
+    notifier.follow_interval(n.config.current.heartbeat_interval_s)
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    notifier.stopping(f"stopping {node.node_id}: handing over first (R10)" if n.arbiter else f"stopping {node.node_id}")
     status = 0
     for t in done:
         if t is not waiter and t.exception():
             log.error("node task failed: %r", t.exception())
             status = 1
     await _shutdown(n, tasks)
+    notifier.close()
     return status
 
 

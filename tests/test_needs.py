@@ -26,8 +26,8 @@ def _run_probe(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[st
     if ci is not None:
         env["CI"] = ci
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "-p", "no:xdist",
-                           "-p", "no:schemathesis", str(tmp_path / "test_probe.py")], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+                           "-p", "no:schemathesis", str(tmp_path / "test_probe.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
 
 
 def test_a_missing_tool_skips_and_names_its_package(tmp_path: Path) -> None:

@@ -81,6 +81,7 @@ class Arbiter:
         }
         self._wake = asyncio.Event()
         self._stopping = False
+        self.on_tick: Callable[[Decision], None] | None = None  # after each completed tick (the watchdog)
         update_gauges(self.mem)
 
     @property
@@ -101,7 +102,9 @@ class Arbiter:
         while not self._stopping:
             start = self.clock()
             try:
-                await self.tick()
+                decision = await self.tick()
+                if self.on_tick is not None:
+                    self.on_tick(decision)
             except Exception:  # a tick must never kill the loop; /healthz shows a loop that stalls
                 log.exception("tick failed")
             # Jitter only ever shortens the wait, so the R1 bound holds and the nodes drift apart.
