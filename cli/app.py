@@ -322,6 +322,37 @@ def _cluster_for_render(url: str | None) -> ClusterSettings:
         fail(str(exc), 2)
 
 
+@app.command()
+def check(env_file: Annotated[str | None, typer.Option(
+              "--env-file", help="the node's env file (default /etc/hotstandby/env when it exists and HS_NODE_ID "
+                                 "is not set here)")] = None,
+          as_json: JsonOpt = False) -> None:
+    """Validate this node's settings without starting anything, then try the peer, the LAN probes, the VIP,
+    the witness, the CTI command and the CTI manager: one line each; exit 0 only when all pass."""
+    import asyncio
+
+    from cli.check import ENV_FILE, load_env, run_checks
+
+    path = Path(env_file) if env_file else (ENV_FILE if ENV_FILE.exists() and "HS_NODE_ID" not in os.environ
+                                            else None)
+    try:
+        env, source = load_env(path, os.environ)
+    except SettingsError as exc:
+        fail(str(exc), 2)
+    checks = asyncio.run(run_checks(env, source))
+    passed = all(c.ok for c in checks)
+    if as_json:
+        _print_json({"ok": passed, "checks": [c.as_json() for c in checks]})
+    else:
+        for c in checks:
+            typer.echo(c.line())
+        failed = sum(not c.ok for c in checks)
+        typer.echo(f"{len(checks)} checks: {'all pass' if passed else f'{failed} failed'}")
+    if not passed:
+        settings_bad = any(c.check == "settings" and not c.ok for c in checks)
+        raise typer.Exit(2 if settings_bad else 1)
+
+
 @app.command("install-unit")
 def install_unit(
     root: Annotated[str, typer.Option(help="the root directory to install into (packaging, tests)")] = "/",

@@ -369,11 +369,18 @@ def _backup(conn: sqlite3.Connection, path: Path, version: int) -> None:
         target.close()
 
 
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that writes nothing at all: read-only, and when no node has the database open (no -wal
+    beside it) immutable too, so that not even SQLite's -wal and -shm files are created."""
+    live = path.with_name(path.name + "-wal").exists()
+    return sqlite3.connect(f"file:{path}?mode=ro{'' if live else '&immutable=1'}", uri=True, timeout=2.0)
+
+
 def read_settings(path: Path) -> dict[str, Stamped]:
     """The cluster settings a node's database holds, read without writing anything (no table made, no
     migration, no lock kept): for `hotstandby check` and `install-unit`. Empty when it holds none."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+        conn = open_readonly(path)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read database {path}: {exc}") from None
     try:
