@@ -41,12 +41,16 @@ class ArbiterMetrics:
                                        ["node", "kind"], registry=r)
         self.config_changes = Counter("hotstandby_config_changes", "Cluster settings changed, by origin",
                                       ["node", "source"], registry=r)
+        self.hook_failures = Counter("hotstandby_hook_failures", "HS_NOTIFY_COMMAND runs that failed (or "
+                                     "events that could not be queued)", n, registry=r)
+        self.hook_pending = Gauge("hotstandby_hook_pending", "Events waiting in the outbox for HS_NOTIFY_COMMAND",
+                                  n, registry=r)
         self.tick_seconds = Histogram("hotstandby_tick_seconds", "Duration of one heartbeat tick", n,
                                       buckets=PROBE_BUCKETS, registry=r)
         for g in (self.role, self.consecutive_failures, self.lan_ok, self.skew, self.expected_delay,
-                  self.maintenance, self.witness_up, self.epoch):
+                  self.maintenance, self.witness_up, self.epoch, self.hook_pending):
             g.labels(node)
-        for c in (self.probe_failures, self.exchange_failures):
+        for c in (self.probe_failures, self.exchange_failures, self.hook_failures):
             c.labels(node)
         for h in (self.probe_seconds, self.tick_seconds):  # scraped before the first probe, too
             h.labels(node)

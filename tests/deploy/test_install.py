@@ -170,3 +170,20 @@ def test_make_install_into_a_throwaway_root(tmp_path: Path) -> None:
     assert str(venv) in out.stdout
     with sqlite3.connect(":memory:"):  # nothing of the node runs at install time: no database was made
         assert not (root / "var/lib/hotstandby/hotstandby.db").exists()
+
+
+def test_the_readme_drop_in_for_the_address_hook_verifies(tmp_path: Path) -> None:
+    """The drop-in the README gives the `ip addr` hook (capabilities, netlink) is a valid unit fragment."""
+    from tests.services.test_hook_examples import readme_block
+
+    root = debian_root(tmp_path)
+    venv_stub(root)
+    Installer(root).run()
+    plain = EXPOSURE.search(analyze(root, "security", "--offline=yes").stdout)
+    drop_in = root / "etc/systemd/system/hotstandby.service.d/address.conf"
+    drop_in.parent.mkdir()
+    drop_in.write_text(readme_block("address drop-in"))
+    verify = analyze(root, "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    widened = EXPOSURE.search(analyze(root, "security", "--offline=yes").stdout)
+    assert plain and widened and float(widened.group(1)) > float(plain.group(1)), "the drop-in was read"
