@@ -205,6 +205,47 @@ def logs(day: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default today
     _print_json(data) if as_json else typer.echo(data, nl=False)
 
 
+@app.command()
+def history(limit: Annotated[int, typer.Option(min=1, max=1000, help="at most this many changes")] = 20,
+            local: Annotated[bool, typer.Option("--local", help="only the node at --url, not its peer's too")] = False,
+            url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Every role change, newest first: when, which node, from and to, rule, cause, epoch and who asked. Both
+    nodes' histories, merged (each node records its own changes), unless --local."""
+    entries: list[dict[str, Any]] = list(request("GET", f"/history?limit={limit}", url))
+    if not local:
+        entries += _peer_history(url, limit)
+    entries = sorted(entries, key=lambda e: (e["at"], e["node_id"]), reverse=True)[:limit]
+    if as_json:
+        _print_json(entries)
+        return
+    table = Table(title="role changes, newest first")
+    for col in ("at (UTC)", "node", "from", "to", "rule", "cause", "epoch", "asked by"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e["at"].replace("T", " ").rstrip("Z"), e["node_id"], e["from"], e["to"], e["rule"] or "",
+                      e["cause"], str(e["epoch"]), e["asked_by"] or "-")
+    out.print(table)
+    if not entries:
+        out.print("no role change recorded yet")
+
+
+def _peer_history(url: str | None, limit: int) -> list[dict[str, Any]]:
+    """The peer's own history, through its arbiter (the address the local one knows it by)."""
+    status = request("GET", "/status", url)
+    peer, scheme = status["peer"], (url or default_url()).split("://", 1)[0]
+    host = str(peer["address"])
+    peer_url = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{status['settings']['arbiter_port']}"
+    try:
+        r = httpx.get(f"{peer_url}/history?limit={limit}", timeout=5.0, verify=_tls_context(), trust_env=False,
+                      headers={"user-agent": USER_AGENT})
+        r.raise_for_status()
+        return list(r.json())
+    except (httpx.HTTPError, ValueError) as exc:
+        typer.echo(f"hotstandby: {peer['node_id']} at {peer_url} not reached ({type(exc).__name__}): its own role "
+                   "changes are missing below", err=True)
+        return []
+
+
 @config_app.command("get")
 def config_get(key: Annotated[str | None, typer.Argument()] = None, url: UrlOpt = None,
                as_json: JsonOpt = False) -> None:

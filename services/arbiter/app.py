@@ -23,6 +23,22 @@ from services.arbiter.console import install_console
 from services.arbiter.heartbeat import Arbiter, SwitchRefused
 
 
+class HistoryItem(BaseModel):
+    """One role change of this node (SPEC 13), as the store keeps it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    id: int = Field(description="orders the history; `before` in the next page's request")
+    at: str = Field(description="ISO 8601, UTC")
+    node_id: str
+    from_: str = Field(alias="from", description="the role before")
+    to: str = Field(description="the role after")
+    rule: str | None = Field(description="R1..R12, or null")
+    cause: str
+    epoch: int
+    asked_by: str | None = Field(description="who asked (an operator, the peer); null: the node decided itself")
+    reason: str = Field(description="the decision's sentence, as in the fault-tolerant log")
+
+
 class SwitchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     target: Literal["server1", "server2"]
@@ -183,6 +199,25 @@ def create_app(arbiter: Arbiter) -> FastAPI:
         if format == "json":
             return JSONResponse(arbiter.ftlog.parse(text))
         return PlainTextResponse(text)
+
+    @app.get("/history", tags=["status"], response_model=list[HistoryItem], response_model_by_alias=True,
+             responses=error_responses(422) | {503: {"description": "the database cannot be read"}})
+    def history(response: Response,
+                limit: Annotated[int, Query(ge=1, le=1000, description="entries in this page")] = 50,
+                before: Annotated[int | None, Query(ge=1, description="only entries with a smaller id (the "
+                                                                      "previous page's last id)")] = None,
+                ) -> list[dict[str, Any]]:
+        """This node's role changes, newest first, a page at a time (a `Link: rel="next"` header when there
+        are more)."""
+        try:
+            page = arbiter.store.history(limit=limit + 1, before=before)
+        except StoreError as exc:
+            raise HTTPException(503, f"history unavailable: {exc}") from None
+        if len(page) > limit:
+            page = page[:limit]
+            response.headers["link"] = f'</history?limit={limit}&before={page[-1].id}>; rel="next"'
+        return [{"id": e.id, "at": e.at, "node_id": e.node_id, "from": e.from_role, "to": e.to_role, "rule": e.rule,
+                 "cause": e.cause, "epoch": e.epoch, "asked_by": e.asked_by, "reason": e.reason} for e in page]
 
     @app.get("/logs/days", tags=["logs"])
     def log_days() -> list[str]:
