@@ -246,6 +246,56 @@ def _peer_history(url: str | None, limit: int) -> list[dict[str, Any]]:
         return []
 
 
+NodeOpt = Annotated[str | None, typer.Option(metavar="NODE", help="server1 or server2")]
+
+
+@app.command()
+def explain(peer_dead: Annotated[bool, typer.Option("--peer-dead", help="if the peer died now")] = False,
+            lan_lost: Annotated[bool, typer.Option("--lan-lost", help="if this node lost its LAN now")] = False,
+            vip_to: Annotated[str | None, typer.Option("--vip-to", metavar="NODE",
+                                                       help="if the VIP routed to NODE from now on")] = None,
+            switch_to: Annotated[str | None, typer.Option("--switch", metavar="NODE",
+                                                          help="if an operator switched to NODE now")] = None,
+            stop: Annotated[bool, typer.Option("--stop", help="if this node got SIGTERM now")] = False,
+            url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """What the core would decide on the next tick and why, from the node's live observation; with one of the
+    options, what would happen then (like Pacemaker's crm_simulate). Changes nothing."""
+    chosen = [(name, t) for name, on, t in (("peer-dead", peer_dead, None), ("lan-lost", lan_lost, None),
+                                            ("vip-to", vip_to is not None, vip_to),
+                                            ("switch", switch_to is not None, switch_to), ("stop", stop, None)) if on]
+    if len(chosen) > 1:
+        fail("explain: one of --peer-dead, --lan-lost, --vip-to, --switch, --stop at a time", 2)
+    query = ""
+    if chosen:
+        name, target = chosen[0]
+        if target is not None and target not in ("server1", "server2"):
+            fail(f"--{name}: must be server1 or server2, not {target!r}", 2)
+        query = f"?scenario={name}" + (f"&target={target}" if target else "")
+    data = request("GET", "/explain" + query, url)
+    if as_json:
+        _print_json(data)
+        return
+    typer.echo(explain_text(data))
+
+
+def explain_text(data: dict[str, Any]) -> str:
+    lines = [f"{data['node_id']} is {data['role']} ({data['rank']}), epoch {data['epoch']}, cause {data['cause']}"
+             f"{'; maintenance ON (no automatic switch)' if data['maintenance'] else ''}"]
+    if data["observed_words"]:
+        lines.append(f"last tick ({data['observed_at']}) observed: {data['observed_words']}")
+    lines.append(f"next tick, seeing the same: {data['next_tick']['reason']}")
+    sc = data.get("scenario")
+    if sc:
+        lines.append(f"if {sc['assumes']}:")
+        for t in sc.get("ticks", []):
+            lines.append(f"  tick {t['tick']} (+{t['after_s']:g} s): {t['reason']}")
+        for s in sc.get("steps", []):
+            lines.append(f"  {s}")
+        lines.append(f"then: {sc['outcome']}")
+    lines.append("(computed by the core's own rules from what the node observed; nothing was changed)")
+    return "\n".join(lines)
+
+
 @config_app.command("get")
 def config_get(key: Annotated[str | None, typer.Argument()] = None, url: UrlOpt = None,
                as_json: JsonOpt = False) -> None:

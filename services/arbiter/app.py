@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from hotstandby.explain import explain as explain_pair
 from hotstandby.hlc import Timestamp
 from hotstandby.model import Cause, Role
 from hotstandby.peerauth import AuthError, Verifier
@@ -21,6 +22,7 @@ from hotstandby.store import StoreError
 from hotstandby.web import BodyLimit, admin_guard, error_responses, install_error_handlers
 from services.arbiter.console import install_console
 from services.arbiter.heartbeat import Arbiter, SwitchRefused
+from services.arbiter.status import iso
 
 
 class HistoryItem(BaseModel):
@@ -218,6 +220,20 @@ def create_app(arbiter: Arbiter) -> FastAPI:
             response.headers["link"] = f'</history?limit={limit}&before={page[-1].id}>; rel="next"'
         return [{"id": e.id, "at": e.at, "node_id": e.node_id, "from": e.from_role, "to": e.to_role, "rule": e.rule,
                  "cause": e.cause, "epoch": e.epoch, "asked_by": e.asked_by, "reason": e.reason} for e in page]
+
+    @app.get("/explain", tags=["status"], responses=error_responses(422))
+    def explain(scenario: Annotated[Literal["peer-dead", "lan-lost", "vip-to"] | None, Query(
+                    description="what to suppose from the next tick on")] = None,
+                target: Annotated[Literal["server1", "server2"] | None, Query(
+                    description="the node, for vip-to")] = None) -> dict[str, Any]:
+        """What the core would decide on the next tick and why, from this node's last observation; with a
+        scenario, tick by tick what would happen then. Computed by the same pure rules; changes nothing."""
+        if scenario == "vip-to" and target is None:
+            raise RequestValidationError([{"loc": ("query", "target"), "msg": "vip-to needs a target",
+                                           "type": "value_error"}])
+        seen = arbiter.last_observation
+        return explain_pair(arbiter.state, seen[0] if seen else None, arbiter.cluster, scenario=scenario,
+                            target=target, observed_at=iso(seen[1]) if seen else None)
 
     @app.get("/logs/days", tags=["logs"])
     def log_days() -> list[str]:

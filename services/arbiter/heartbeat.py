@@ -82,6 +82,7 @@ class Arbiter:
         self._wake = asyncio.Event()
         self._stopping = False
         self.on_tick: Callable[[Decision], None] | None = None  # after each completed tick (the watchdog)
+        self.last_observation: tuple[Observation, float] | None = None  # what the last tick decided on, and when
         update_gauges(self.mem)
 
     @property
@@ -158,6 +159,7 @@ class Arbiter:
             else:
                 # The renewal's age is taken now, right before deciding, not when the tick began.
                 obs = replace(obs, witness=self.lease.view())
+                self.last_observation = (obs, mem.wall())  # GET /explain decides on it again
                 decision = rules.decide(mem.state, obs, cfg)
                 if mem.store_problem and decision.state.role is Role.ACTIVE:
                     decision = self._cannot_persist(decision)
