@@ -218,15 +218,15 @@ def history(limit: Annotated[int, typer.Option(min=1, max=1000, help="at most th
     if as_json:
         _print_json(entries)
         return
-    table = Table(title="role changes, newest first")
-    for col in ("at (UTC)", "node", "from", "to", "rule", "cause", "epoch", "asked by"):
-        table.add_column(col)
-    for e in entries:
-        table.add_row(e["at"].replace("T", " ").rstrip("Z"), e["node_id"], e["from"], e["to"], e["rule"] or "",
-                      e["cause"], str(e["epoch"]), e["asked_by"] or "-")
-    out.print(table)
+    # Plain columns, one change a line, whatever the terminal's width: grep and awk read it.
+    rows = [("at (UTC)", "node", "from", "to", "rule", "cause", "epoch", "asked by")]
+    rows += [(e["at"].replace("T", " ").rstrip("Z"), e["node_id"], e["from"], e["to"], e["rule"] or "-", e["cause"],
+              str(e["epoch"]), e["asked_by"] or "-") for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
     if not entries:
-        out.print("no role change recorded yet")
+        typer.echo("no role change recorded yet")
 
 
 def _peer_history(url: str | None, limit: int) -> list[dict[str, Any]]:

@@ -68,6 +68,17 @@ class Event:
     peer_role: str = ""  # the peer's last known role; empty when unknown
 
 
+def cti_event(line: str) -> str | None:
+    """The hook event a line of the CTI supervisor reports (services/monitor/supervisor.py), or None."""
+    if line.startswith(("CTI server started", "CTI server restarted")):
+        return "cti_started"
+    if line.startswith("CTI server stopped"):
+        return "cti_stopped"
+    if line.startswith("CTI server failed") or (line.startswith("CTI server ") and ", restarting in " in line):
+        return "cti_failed"  # it cannot be started, or it exited while it should run (the watchdog restarts it)
+    return None
+
+
 def event_env(ev: Event, *, node_id: str, cluster: str, at: str) -> dict[str, str]:
     """The HS_* variables of one event (HS_SEQUENCE is added at delivery: it is the outbox row's)."""
     if ev.name not in EVENTS:

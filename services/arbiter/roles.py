@@ -51,7 +51,9 @@ class Roles:
         durable = (new.role, new.epoch, new.cause) != (old.role, old.epoch, old.cause)
         if durable:
             try:
-                self.store.save_node(node_id=mem.node.node_id, role=new.role, epoch=new.epoch, cause=new.cause)
+                self.store.save_role(node_id=mem.node.node_id, role=new.role, epoch=new.epoch, cause=new.cause,
+                                     **mem.journal.role_change(old, d, mem.wall()))
+                mem.journal.committed()
             except StoreError as exc:
                 mem.store_problem = str(exc)
                 if new.role is Role.ACTIVE and old.role is not Role.ACTIVE:

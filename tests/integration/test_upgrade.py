@@ -62,6 +62,8 @@ def test_first_start_on_a_previous_release_database(tmp_path: Path) -> None:
             n: (s["value"], s["updated_at"], s["origin"]) for n, s in served.items()}
         local = http.get(url + "/status").json()["local"]
         assert local["role"] == "STANDBY" and local["epoch"] >= 2
+        first = http.get(url + "/history").json()[-1]  # its history starts with the restart out of ACTIVE
+        assert (first["from"], first["to"], first["cause"], first["epoch"]) == ("ACTIVE", "STANDBY", "start", 2)
         # Alone (server1 is not running), it fails over by R1 from the stored epoch, on the old settings.
         wait_until(lambda: http.get(url + "/status").json()["local"]["role"] == "ACTIVE", 30, "R1 on the old db")
         assert http.get(url + "/status").json()["local"]["epoch"] > 2

@@ -15,7 +15,7 @@ from hotstandby.ftlog import FaultTolerantLog
 from hotstandby.metrics import ArbiterMetrics
 from hotstandby.settings import NodeSettings
 from hotstandby.store import Store
-from services.hooks import EVENTS, Event, Hooks, backoff_s, event_env
+from services.hooks import EVENTS, Event, Hooks, backoff_s, cti_event, event_env
 
 
 @pytest.fixture
@@ -189,3 +189,32 @@ def test_every_event_name_is_documented_and_unknown_ones_are_refused() -> None:
         assert f"`{name}`" in readme, name
     with pytest.raises(ValueError, match="unknown hook event"):
         event_env(Event("role_changed", "ACTIVE", "STANDBY", 1), node_id="server1", cluster="c", at="t")
+
+
+def test_the_cti_supervisors_own_lines_map_to_cti_events(tmp_path: Path) -> None:
+    """A real supervisor: its start is cti_started, a crash while it should run is cti_failed (then its watchdog
+    restart is cti_started again), its stop is cti_stopped; its other lines are no event."""
+    from services.monitor.supervisor import CtiSupervisor
+
+    lines: list[str] = []
+    flag = tmp_path / "crash"
+    child = script(tmp_path, f'if [ -e {flag} ]; then rm {flag}; exit 3; fi\nexec sleep 60\n')
+
+    async def body() -> None:
+        sup = CtiSupervisor([str(child)], on_event=lines.append, restart_delay=lambda: 0.2)
+        try:
+            await sup.start(epoch=1)
+            await until(lambda: any("ready" in line for line in lines), 10, "running")
+            flag.touch()
+            await sup.restart("manual restart")  # the new child finds the flag and exits 3: a crash
+            await until(lambda: sum(line.startswith("CTI server restarted") for line in lines) >= 2, 10,
+                        "the watchdog's restart after the crash")
+            await sup.stop("node is STANDBY")
+        finally:
+            await sup.aclose()
+
+    asyncio.run(body())
+    kinds = [(cti_event(line), line) for line in lines]
+    assert [k for k, _ in kinds if k] == ["cti_started", "cti_started", "cti_failed", "cti_started", "cti_stopped"], \
+        kinds
+    assert all(k is None for k, line in kinds if "ready" in line)
