@@ -3,12 +3,14 @@ target, a missing CTI command, a peer that is down, bad settings; nothing change
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,16 @@ FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 @pytest.fixture
 def lan_target() -> Iterator[str]:
-    """A LAN probe target that accepts connections (the gateway, in a real site)."""
+    """A LAN probe target that accepts connections and closes them (the gateway, in a real site)."""
     port = free_port(MANAGER_HOST)
     server = socket.create_server((MANAGER_HOST, port))
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                server.accept()[0].close()
+
+    threading.Thread(target=accept, daemon=True).start()
     yield f"{MANAGER_HOST}:{port}"
     server.close()
 
@@ -77,7 +86,7 @@ def test_a_healthy_node_passes_every_check(pair: Pair, lan_target: str) -> None:
     assert got["vip"][0].endswith("routes to server2")
     assert got["witness"][0].startswith("skip")
     js = check(pair, "server1", None, (), "--json")
-    assert js.returncode == 0, js.stdout
+    assert js.returncode == 0, [c for c in json.loads(js.stdout)["checks"] if not c["ok"]]
     data: dict[str, Any] = json.loads(js.stdout)
     assert data["ok"] is True and len(data["checks"]) == len(r.stdout.splitlines()) - 1
     assert {"check", "status", "detail", "fix", "ok"} <= set(data["checks"][0])
