@@ -2,48 +2,40 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PROBE = '''
+import pytest
+
 from tests.needs import need, need_file
 
-def test_needs_a_tool():
-    need("hs-no-such-tool-here", "hs-no-such-package")
-
-def test_needs_a_file():
-    need_file("/nonexistent/libhs.so", "hs-no-such-package")
-'''
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run_probe(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "test_probe.py").write_text(PROBE)
-    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PYTHONPATH": str(ROOT)}
-    if ci is not None:
-        env["CI"] = ci
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "-p", "no:xdist",
-                           "-p", "no:schemathesis", str(tmp_path / "test_probe.py")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+def test_a_missing_tool_skips_and_names_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without CI a test needing an absent tool or file is skipped, and the reason says which package to install."""
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"apt-get install hs-no-such-package"):
+        need("hs-no-such-tool-here", "hs-no-such-package")
+    with pytest.raises(pytest.skip.Exception, match=r"apt-get install hs-no-such-package"):
+        need_file("/nonexistent/libhs.so", "hs-no-such-package")
 
 
-def test_a_missing_tool_skips_and_names_its_package(tmp_path: Path) -> None:
-    """Without CI a test needing an absent tool is skipped, and the reason says which package to install."""
-    r = _run_probe(tmp_path, None)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "2 skipped" in r.stdout
-    assert "apt-get install hs-no-such-package" in r.stdout
+@pytest.mark.parametrize("ci", ["true", "1", "yes"])
+def test_under_ci_a_missing_tool_fails_the_run(monkeypatch: pytest.MonkeyPatch, ci: str) -> None:
+    """With CI=true the same calls fail the test, so a green CI run means nothing was left out."""
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(pytest.fail.Exception, match="CI=true: a missing tool fails the run"):
+        need("hs-no-such-tool-here", "hs-no-such-package")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install hs-no-such-package"):
+        need_file("/nonexistent/libhs.so", "hs-no-such-package")
 
 
-def test_under_ci_a_missing_tool_fails_the_run(tmp_path: Path) -> None:
-    """With CI=true the same tests fail, so a green CI run means nothing was left out."""
-    r = _run_probe(tmp_path, "true")
-    assert r.returncode == 1, r.stdout + r.stderr
-    assert "2 failed" in r.stdout
-    assert "CI=true: a missing tool fails the run" in r.stdout
+def test_a_present_tool_is_found_even_in_sbin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """need() gives the tool's path; sbin tools are found without sbin on PATH (a non-root user's PATH)."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert need("sh", "dash").endswith("/sh")
+    assert need("ip", "iproute2") in ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip")
 
 
 def test_every_skip_for_a_tool_goes_through_needs() -> None:
