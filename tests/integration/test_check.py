@@ -71,9 +71,11 @@ def lines(r: subprocess.CompletedProcess[str]) -> dict[str, list[str]]:
     return out
 
 
-def test_a_healthy_node_passes_every_check(pair: Pair, lan_target: str) -> None:
-    """Settings, secrets, data dir, ports, the peer (signed), its monitor, the LAN target, the VIP, the CTI command
-    and the CTI manager: one line each, all ok or skip (no witness), exit 0; --json says the same."""
+def test_a_healthy_node_passes_and_each_fault_is_told_apart(pair: Pair, lan_target: str) -> None:
+    """Healthy: settings, secrets, data dir, ports, the peer (signed), its monitor, the LAN target, the VIP, the CTI
+    command and manager, one line each, exit 0, --json alike. Then a wrong secret, a dead LAN target and a missing
+    CTI command each fail their own line with a fix (exit 1), and a clock 20 minutes ahead (libfaketime) is told
+    apart from a wrong secret while 30 s ahead is accepted and measured."""
     r = check(pair)
     assert r.returncode == 0, r.stdout + r.stderr
     got = lines(r)
@@ -91,9 +93,6 @@ def test_a_healthy_node_passes_every_check(pair: Pair, lan_target: str) -> None:
     assert data["ok"] is True and len(data["checks"]) == len(r.stdout.splitlines()) - 1
     assert {"check", "status", "detail", "fix", "ok"} <= set(data["checks"][0])
 
-
-def test_faults_are_told_apart_with_what_to_do(pair: Pair, lan_target: str) -> None:
-    """A wrong secret, a dead LAN target and a missing CTI command each fail their own line with a fix; exit 1."""
     dead = f"{MANAGER_HOST}:{free_port(MANAGER_HOST)}"
     r = pair.admin("PUT", "server1", "/config", {"lan_probe_addresses": f"{lan_target},{dead}"})
     assert r.status_code == 200, r.text
@@ -108,10 +107,6 @@ def test_faults_are_told_apart_with_what_to_do(pair: Pair, lan_target: str) -> N
     assert got["cti command"][0].startswith("FAIL /opt/nowhere/cti: not found -> install the CTI server")
     assert r.stdout.splitlines()[-1].endswith("3 failed")
 
-
-def test_a_skewed_clock_is_not_a_wrong_secret(pair: Pair) -> None:
-    """Under libfaketime, 20 minutes ahead: the peer refuses the signature for its time (fix: NTP); 30 s ahead:
-    accepted, and the skew is measured."""
     lib = str(need_file(FAKETIME_LIB, "faketime"))
     far = check(pair, env={"LD_PRELOAD": lib, "FAKETIME": "+1200s"})
     assert far.returncode == 1, far.stdout + far.stderr
@@ -124,9 +119,10 @@ def test_a_skewed_clock_is_not_a_wrong_secret(pair: Pair) -> None:
     assert -32 <= skew <= -28, peer
 
 
-def test_a_peer_that_is_down_and_a_witness(pair: Pair, tmp_path: Path) -> None:
+def test_a_peer_that_is_down_a_witness_and_bad_settings(pair: Pair, tmp_path: Path) -> None:
     """server2 stopped: its arbiter and monitor lines fail with 'start hotstandby on server2'; a live etcd as the
-    witness answers (nobody holds this cluster's key), one that is not there fails."""
+    witness answers (nobody holds this cluster's key), one that is not there fails. Then server1 stopped too: a
+    setting the node would refuse is exit 2 naming it, and check writes nothing into the data directory."""
     need(ETCD, "etcd-server")
     pair.nodes["server2"].stop()
     with running_etcd(tmp_path / "etcd") as etcd:
@@ -139,9 +135,6 @@ def test_a_peer_that_is_down_and_a_witness(pair: Pair, tmp_path: Path) -> None:
     gone = check(pair, env={"HS_WITNESS_URL": f"http://127.0.0.1:{free_port()}"})
     assert lines(gone)["witness"][0].startswith("FAIL")
 
-
-def test_bad_settings_exit_2_and_nothing_is_written(pair: Pair) -> None:
-    """A node setting the node would refuse: exit 2, the variable named; a stopped node's files are not touched."""
     node = pair.nodes["server1"]
     node.stop()
     files = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in node.data_dir.rglob("*") if p.is_file()}
