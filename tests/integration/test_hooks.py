@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from lab.localpair import Pair, running_pair
+from lab.localpair import SECRET, TOKEN, Pair, running_pair
 from lab.waiting import holds_for, wait_until
 
 pytestmark = pytest.mark.integration
@@ -24,6 +24,7 @@ if [ -e "$HOOK_OUT/fail" ]; then echo "receiver down" >&2; exit 1; fi
 mkdir "$HOOK_OUT/$HS_NODE_ID.busy" 2>/dev/null || echo OVERLAP >> "$HOOK_OUT/$HS_NODE_ID"
 echo "$HS_SEQUENCE|$HS_EVENT|$HS_ROLE|$HS_PREVIOUS_ROLE|$HS_EPOCH|$HS_RULE|$HS_CAUSE|$HS_PEER_ROLE|$HS_REASON" \\
   >> "$HOOK_OUT/$HS_NODE_ID"
+env > "$HOOK_OUT/$HS_NODE_ID.env"
 rmdir "$HOOK_OUT/$HS_NODE_ID.busy"
 """
 
@@ -113,6 +114,9 @@ def test_a_burst_of_switches_reaches_the_hook_in_order_and_the_history(hooked: P
         assert [(h["from"], h["to"], h["epoch"]) for h in reversed(kept)] == \
             [(c["previous"], c["role"], c["epoch"]) for c in changes]
         assert {r["event"] for r in rows} >= {"role_change", "cti_started", "cti_stopped"}
+        env = (out / f"{node_id}.env").read_text()
+        assert SECRET not in env and TOKEN not in env and "NOTIFY_SOCKET" not in env, "the hook sees no secret"
+        assert f"HS_NODE_ID={node_id}" in env and "HOOK_OUT=" in env, "but the node's own environment"
         manual = [h for h in kept if h["cause"] == "manual"]
         assert len(manual) >= 6 and all(h["asked_by"] == "API from 127.0.0.1" for h in manual), manual
     page1 = pair.http.get(pair.arbiter_url("server1") + "/history", params={"limit": 2})
