@@ -11,6 +11,7 @@ import json
 import os
 import ssl
 import sys
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import httpx
@@ -204,6 +205,97 @@ def logs(day: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default today
     _print_json(data) if as_json else typer.echo(data, nl=False)
 
 
+@app.command()
+def history(limit: Annotated[int, typer.Option(min=1, max=1000, help="at most this many changes")] = 20,
+            local: Annotated[bool, typer.Option("--local", help="only the node at --url, not its peer's too")] = False,
+            url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Every role change, newest first: when, which node, from and to, rule, cause, epoch and who asked. Both
+    nodes' histories, merged (each node records its own changes), unless --local."""
+    entries: list[dict[str, Any]] = list(request("GET", f"/history?limit={limit}", url))
+    if not local:
+        entries += _peer_history(url, limit)
+    entries = sorted(entries, key=lambda e: (e["at"], e["node_id"]), reverse=True)[:limit]
+    if as_json:
+        _print_json(entries)
+        return
+    # Plain columns, one change a line, whatever the terminal's width: grep and awk read it.
+    rows = [("at (UTC)", "node", "from", "to", "rule", "cause", "epoch", "asked by")]
+    rows += [(e["at"].replace("T", " ").rstrip("Z"), e["node_id"], e["from"], e["to"], e["rule"] or "-", e["cause"],
+              str(e["epoch"]), e["asked_by"] or "-") for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    if not entries:
+        typer.echo("no role change recorded yet")
+
+
+def _peer_history(url: str | None, limit: int) -> list[dict[str, Any]]:
+    """The peer's own history, through its arbiter (the address the local one knows it by)."""
+    status = request("GET", "/status", url)
+    peer, scheme = status["peer"], (url or default_url()).split("://", 1)[0]
+    host = str(peer["address"])
+    peer_url = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{status['settings']['arbiter_port']}"
+    try:
+        r = httpx.get(f"{peer_url}/history?limit={limit}", timeout=5.0, verify=_tls_context(), trust_env=False,
+                      headers={"user-agent": USER_AGENT})
+        r.raise_for_status()
+        return list(r.json())
+    except (httpx.HTTPError, ValueError) as exc:
+        typer.echo(f"hotstandby: {peer['node_id']} at {peer_url} not reached ({type(exc).__name__}): its own role "
+                   "changes are missing below", err=True)
+        return []
+
+
+NodeOpt = Annotated[str | None, typer.Option(metavar="NODE", help="server1 or server2")]
+
+
+@app.command()
+def explain(peer_dead: Annotated[bool, typer.Option("--peer-dead", help="if the peer died now")] = False,
+            lan_lost: Annotated[bool, typer.Option("--lan-lost", help="if this node lost its LAN now")] = False,
+            vip_to: Annotated[str | None, typer.Option("--vip-to", metavar="NODE",
+                                                       help="if the VIP routed to NODE from now on")] = None,
+            switch_to: Annotated[str | None, typer.Option("--switch", metavar="NODE",
+                                                          help="if an operator switched to NODE now")] = None,
+            stop: Annotated[bool, typer.Option("--stop", help="if this node got SIGTERM now")] = False,
+            url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """What the core would decide on the next tick and why, from the node's live observation; with one of the
+    options, what would happen then (like Pacemaker's crm_simulate). Changes nothing."""
+    chosen = [(name, t) for name, on, t in (("peer-dead", peer_dead, None), ("lan-lost", lan_lost, None),
+                                            ("vip-to", vip_to is not None, vip_to),
+                                            ("switch", switch_to is not None, switch_to), ("stop", stop, None)) if on]
+    if len(chosen) > 1:
+        fail("explain: one of --peer-dead, --lan-lost, --vip-to, --switch, --stop at a time", 2)
+    query = ""
+    if chosen:
+        name, target = chosen[0]
+        if target is not None and target not in ("server1", "server2"):
+            fail(f"--{name}: must be server1 or server2, not {target!r}", 2)
+        query = f"?scenario={name}" + (f"&target={target}" if target else "")
+    data = request("GET", "/explain" + query, url)
+    if as_json:
+        _print_json(data)
+        return
+    typer.echo(explain_text(data))
+
+
+def explain_text(data: dict[str, Any]) -> str:
+    lines = [f"{data['node_id']} is {data['role']} ({data['rank']}), epoch {data['epoch']}, cause {data['cause']}"
+             f"{'; maintenance ON (no automatic switch)' if data['maintenance'] else ''}"]
+    if data["observed_words"]:
+        lines.append(f"last tick ({data['observed_at']}) observed: {data['observed_words']}")
+    lines.append(f"next tick, seeing the same: {data['next_tick']['reason']}")
+    sc = data.get("scenario")
+    if sc:
+        lines.append(f"if {sc['assumes']}:")
+        for t in sc.get("ticks", []):
+            lines.append(f"  tick {t['tick']} (+{t['after_s']:g} s): {t['reason']}")
+        for s in sc.get("steps", []):
+            lines.append(f"  {s}")
+        lines.append(f"then: {sc['outcome']}")
+    lines.append("(computed by the core's own rules from what the node observed; nothing was changed)")
+    return "\n".join(lines)
+
+
 @config_app.command("get")
 def config_get(key: Annotated[str | None, typer.Argument()] = None, url: UrlOpt = None,
                as_json: JsonOpt = False) -> None:
@@ -319,6 +411,70 @@ def _cluster_for_render(url: str | None) -> ClusterSettings:
         return cluster_from_env()
     except SettingsError as exc:
         fail(str(exc), 2)
+
+
+@app.command()
+def check(env_file: Annotated[str | None, typer.Option(
+              "--env-file", help="the node's env file (default /etc/hotstandby/env when it exists and HS_NODE_ID "
+                                 "is not set here)")] = None,
+          as_json: JsonOpt = False) -> None:
+    """Validate this node's settings without starting anything, then try the peer, the LAN probes, the VIP,
+    the witness, the CTI command and the CTI manager: one line each; exit 0 only when all pass."""
+    import asyncio
+
+    from cli.check import ENV_FILE, load_env, run_checks
+
+    path = Path(env_file) if env_file else (ENV_FILE if ENV_FILE.exists() and "HS_NODE_ID" not in os.environ
+                                            else None)
+    try:
+        env, source = load_env(path, os.environ)
+    except SettingsError as exc:
+        fail(str(exc), 2)
+    checks = asyncio.run(run_checks(env, source))
+    passed = all(c.ok for c in checks)
+    if as_json:
+        _print_json({"ok": passed, "checks": [c.as_json() for c in checks]})
+    else:
+        for c in checks:
+            typer.echo(c.line())
+        failed = sum(not c.ok for c in checks)
+        typer.echo(f"{len(checks)} checks: {'all pass' if passed else f'{failed} failed'}")
+    if not passed:
+        settings_bad = any(c.check == "settings" and not c.ok for c in checks)
+        raise typer.Exit(2 if settings_bad else 1)
+
+
+@app.command("install-unit")
+def install_unit(
+    root: Annotated[str, typer.Option(help="the root directory to install into (packaging, tests)")] = "/",
+    prefix: Annotated[str, typer.Option(help="where the venv with hotstandby is (the unit runs PREFIX/bin/"
+                                             "hotstandby)")] = "/opt/hotstandby",
+    sets: Annotated[list[str] | None, typer.Option("--set", help="HS_NAME=VALUE to write into the env file "
+                                                                 "(repeatable)")] = None,
+) -> None:
+    """The system user, the systemd unit (WatchdogSec from I), /etc/hotstandby/env and the secrets; then the
+    next steps. `make install` creates the venv and runs this; run it again after changing I."""
+    from cli.install import Installer, InstallError, next_steps
+
+    changes: dict[str, str] = {}
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--set {item!r}: expected HS_NAME=VALUE", 2)
+        changes[key.strip()] = value.strip()
+    if os.geteuid() != 0:
+        fail("install-unit: must run as root (it creates a user and owns files to it)", 2)
+    target = Path(root)
+    try:
+        done = Installer(target, prefix=prefix.rstrip("/") or "/", changes=changes).run()
+    except InstallError as exc:
+        fail(str(exc), 2)
+    except OSError as exc:
+        fail(f"install-unit: {exc.strerror}: {exc.filename}", 1)
+    typer.echo(f"hotstandby installed into {target} (prefix {prefix}):")
+    for what, text in done:
+        typer.echo(f"  {what:<9} {text}")
+    typer.echo(next_steps(target))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})

@@ -30,6 +30,7 @@ VIP = "127.0.0.10:8080"
 STATS_PORT = 8404
 PROFILE = {"HS_HEARTBEAT_INTERVAL_S": "1", "HS_HEARTBEAT_TIMEOUT_S": "1", "HS_FAILURES_TO_SWITCH": "3"}
 TOKEN = "demo-admin-token"
+PASSED = ("HS_NOTIFY_COMMAND", "HS_NOTIFY_TIMEOUT_S")  # node-local settings the operator may try on the demo
 PY = [sys.executable, "-m", "cli"]
 
 
@@ -41,8 +42,12 @@ class Demo:
         self.stopping = False
 
     def env(self, node_id: str) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("HS_")}
-        return base | PROFILE | {
+        base = {k: v for k, v in os.environ.items() if not k.startswith("HS_") or k in PASSED}
+        return base | self.settings(node_id)
+
+    def settings(self, node_id: str) -> dict[str, str]:
+        """The node's HS_* settings: what its env file would hold (written beside it for `hotstandby check`)."""
+        return PROFILE | {k: v for k, v in os.environ.items() if k in PASSED} | {
             "HS_NODE_ID": node_id, "HS_BIND_HOST": NODES[node_id], "HS_DATA_DIR": str(self.dir / node_id),
             "HS_SERVER1_ADDRESS": NODES["server1"], "HS_SERVER2_ADDRESS": NODES["server2"],
             "HS_VIP_ADDRESS": VIP, "HS_PEER_SECRET": "demo-peer-secret", "HS_ADMIN_TOKEN": TOKEN,
@@ -63,6 +68,9 @@ class Demo:
         self.spawn("cti-manager", [*PY, "cti-manager", "--bind", MANAGER])
         _wait(f"http://{MANAGER}/healthz", "the CTI manager simulator")
         for node_id in NODES:
+            env_file = self.dir / f"{node_id}.env"
+            env_file.touch(mode=0o600)
+            env_file.write_text("".join(f"{k}={v}\n" for k, v in self.settings(node_id).items()))
             self.start_node(node_id)
         for node_id, host in NODES.items():
             _wait(f"http://{host}:8080/healthz", node_id)
@@ -144,6 +152,9 @@ hotstandby demo pair (I = 1 s, T = 1 s, N = 3: expected failover delay 5.3 s)
   VIP         curl http://{VIP}/whoami          HAProxy stats: http://127.0.0.10:{STATS_PORT}/
   CTI manager curl http://{MANAGER}/state
   logs        {demo.dir}/server1/logs/   {demo.dir}/server2/logs/   (JSON: {demo.dir}/*.out)
+  check       .venv/bin/hotstandby check --env-file {demo.dir}/server1.env
+  explain     HS_URL=http://127.0.0.12:2011 .venv/bin/hotstandby explain --peer-dead
+  history     HS_URL=http://127.0.0.11:2011 .venv/bin/hotstandby history
   metrics     http://127.0.0.11:2011/metrics   http://127.0.0.11:8080/metrics
   try         kill -9 {pids['server1']}   (server1's node process; server2 takes over)
               kill -HUP {os.getpid()}   (restart any node you killed; server1 takes ACTIVE back)

@@ -333,6 +333,65 @@ class LogEntry(Answer):
 LogDays = list[str]
 
 
+
+class HistoryItem(Answer):
+    """One role change of this node (``GET /history``, SPEC 13), as the store keeps it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    id: int = Field(description="orders the history; `before` in the next page's request")
+    at: str = Field(description="ISO 8601, UTC")
+    node_id: str
+    from_: str = Field(alias="from", description="the role before")
+    to: str = Field(description="the role after")
+    rule: str | None = Field(description="R1..R12, or null")
+    cause: str
+    epoch: int
+    asked_by: str | None = Field(description="who asked (an operator, the peer); null: the node decided itself")
+    reason: str = Field(description="the decision's sentence, as in the fault-tolerant log")
+
+
+class ExplainedDecision(Answer):
+    """What the pure core decides on one tick, and why."""
+
+    reason: str
+    rule: str | None
+    role: Role
+    epoch: int
+    cause: Cause
+    actions: list[str]
+    switched: bool
+
+
+class ExplainedTick(ExplainedDecision):
+    tick: int = Field(description="1 is the next tick")
+    after_s: float = Field(description="seconds from now, at one tick every I")
+
+
+class ExplainedScenario(Answer):
+    name: Literal["peer-dead", "lan-lost", "vip-to"]
+    target: NodeId | None
+    assumes: str = Field(description="what is supposed, in words")
+    outcome: str = Field(description="what would happen, in one sentence")
+    ticks: list[ExplainedTick]
+
+
+class Explanation(Answer):
+    """``GET /explain``: the next tick's decision from the last observation, and with a scenario what follows."""
+
+    node_id: NodeId
+    rank: Rank
+    role: Role
+    epoch: int
+    cause: Cause
+    maintenance: bool
+    peer_failures: int
+    failures_to_switch: int
+    observed_at: str | None = Field(description="when the last observation was made (ISO 8601, UTC)")
+    observed: dict[str, Any] | None = Field(description="the last tick's observation, as the core saw it")
+    observed_words: str | None
+    next_tick: ExplainedDecision | None
+    scenario: ExplainedScenario | None
+
 # -- node-to-node --------------------------------------------------------------------------------------------
 class Vouch(PeerAnswer):
     serves: bool

@@ -61,9 +61,11 @@ class KeyNow:
 
 
 class Persist(NamedTuple):
-    """Write role, epoch and cause to the database -> None, or the error's text."""
+    """Write role, epoch and cause to the database, in one transaction with the history line of the role change
+    ``decision`` makes (SPEC 13) -> None, or the error's text."""
 
     state: NodeState
+    decision: Decision
 
 
 class Adopt(NamedTuple):
@@ -209,7 +211,7 @@ class _Runner:
         new = d.state
         durable = (new.role, new.epoch, new.cause) != (old.role, old.epoch, old.cause)
         if durable:
-            error = yield Persist(new)
+            error = yield Persist(new, d)
             if error is not None:
                 if promotes:
                     yield Say(f"Not taking ACTIVE: the role cannot be persisted ({error})")

@@ -49,6 +49,10 @@ class ArbiterMetrics:
                                        ["node", "kind"], registry=r)
         self.config_changes = Counter("hotstandby_config_changes", "Cluster settings changed, by origin",
                                       ["node", "source"], registry=r)
+        self.hook_failures = Counter("hotstandby_hook_failures", "HS_NOTIFY_COMMAND runs that failed (or "
+                                     "events that could not be queued)", n, registry=r)
+        self.hook_pending = Gauge("hotstandby_hook_pending", "Events waiting in the outbox for HS_NOTIFY_COMMAND",
+                                  n, registry=r)
         self.tick_seconds = Histogram("hotstandby_tick_seconds", "Duration of one heartbeat tick", n,
                                       buckets=PROBE_BUCKETS, registry=r)
         self.peer_role = Gauge("hotstandby_peer_role", "The peer's role as it last reported it: 1 ACTIVE, "
@@ -62,12 +66,13 @@ class ArbiterMetrics:
         self.settings = Info("hotstandby_settings", "Digest of the cluster settings this node holds (equal on "
                              "both nodes once replicated)", n, registry=r)
         for g in (self.role, self.consecutive_failures, self.lan_ok, self.skew, self.expected_delay,
-                  self.maintenance, self.witness_up, self.epoch, self.interval, self.witness_configured):
+                  self.maintenance, self.witness_up, self.epoch, self.interval, self.witness_configured,
+                  self.hook_pending):
             g.labels(node)
         self.peer_role.labels(node).set(-1)
         self.last_tick.labels(node).set_to_current_time()
         self.settings.labels(node).info({"digest": ""})
-        for c in (self.probe_failures, self.exchange_failures):
+        for c in (self.probe_failures, self.exchange_failures, self.hook_failures):
             c.labels(node)
         for role in Role:
             for cause in Cause:

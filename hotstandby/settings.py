@@ -172,6 +172,8 @@ class NodeSettings(BaseModel):
     tls_key_file: str = ""
     tls_ca_file: str = ""
     log_level: str = "INFO"
+    notify_command: str = ""  # SPEC 13: run for every event of the node (hotstandby.hooks); empty: none
+    notify_timeout_s: float = Field(default=10.0, gt=0, le=3600)  # one run of it, killed past this
 
     @field_validator("cluster_name")
     @classmethod

@@ -186,6 +186,10 @@ class EtcdWitness:
             raise WitnessError(f"transaction refused: {data['error']}")
         return int(data["header"]["revision"]) if data.get("succeeded") else None
 
+    async def read_key(self, timeout: float) -> Holder | None:
+        """Who holds the key now, read only (no lease, no write): for `hotstandby check`."""
+        return (await self._range(timeout))[0]
+
     def _guard(self, holder: Holder | None) -> dict[str, Any]:
         k = _b64(self.key)
         if holder is None:  # absent: only create, never overwrite what someone else wrote meanwhile

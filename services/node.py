@@ -28,7 +28,8 @@ import uvicorn
 from hotstandby.ftlog import FaultTolerantLog
 from hotstandby.hlc import HybridClock
 from hotstandby.metrics import ArbiterMetrics, monitor_registry
-from hotstandby.model import Role
+from hotstandby.model import Decision, NodeState, Role
+from hotstandby.sdnotify import CHILD_ENV, Notifier
 from hotstandby.settings import ClusterSettings, NodeSettings, SettingsError, check_startable
 from hotstandby.store import Store, StoreError
 from hotstandby.tls import client_context
@@ -37,6 +38,7 @@ from services.arbiter.app import create_app as create_arbiter_app
 from services.arbiter.config import ConfigBook
 from services.arbiter.heartbeat import Arbiter
 from services.arbiter.peer import PeerClient
+from services.hooks import Event, Hooks, cti_event
 from services.monitor.app import MonitorContext
 from services.monitor.app import create_app as create_monitor_app
 from services.monitor.cti import CtiService, NotActive
@@ -69,10 +71,15 @@ def cti_command(node: NodeSettings) -> list[str]:
             "--devices", str(node.cti_devices)]
 
 
+def child_env() -> dict[str, str]:
+    """What a child of the node (CTI, a hook) inherits: our environment without secrets and without
+    the service manager's notification variables (only the node speaks to systemd)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV) and k not in CHILD_ENV}
+
+
 def cti_env(node: NodeSettings) -> dict[str, str]:
     """The CTI child's environment: ours without secrets, plus who it runs for."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV)}
-    return env | {"HS_NODE_ID": node.node_id, "HS_CTI_MANAGER_URL": node.cti_manager_url}
+    return child_env() | {"HS_NODE_ID": node.node_id, "HS_CTI_MANAGER_URL": node.cti_manager_url}
 
 
 def _server(app: Any, node: NodeSettings, port: int) -> _Server:
@@ -97,6 +104,7 @@ class Node:
     supervisor: CtiSupervisor | None = None
     cti: CtiService | None = None
     arbiter: Arbiter | None = None
+    hooks: Hooks | None = None
     servers: list[_Server] = field(default_factory=list)
 
 
@@ -135,6 +143,15 @@ def open_node(node: NodeSettings, bootstrap: ClusterSettings, *, arbiter: bool =
 def _supervisor(n: Node) -> CtiSupervisor:
     def event(line: str) -> None:
         n.ftlog.write("CTI", line)
+        kind = cti_event(line)
+        if kind and n.hooks is not None and n.hooks.enabled:
+            if n.arbiter is not None:
+                state = n.arbiter.state
+            else:  # the monitor alone: the role the arbiter committed (the arbiter's process runs the hook)
+                rec = n.store.load_node()
+                state = NodeState(n.node.node_id, Role(rec.role) if rec else Role.STANDBY, rec.epoch if rec else 0)
+            n.hooks.emit(Event(kind, state.role.value, state.role.value, state.epoch, reason=line,
+                               peer_role=state.peer.role.value if state.peer else ""))
 
     return CtiSupervisor(cti_command(n.node), env=cti_env(n.node),
                          restart_delay=lambda: n.config.current.heartbeat_interval_s, on_event=event)
@@ -240,9 +257,26 @@ class _RemoteCti:
         return False, None  # the monitor is another process: only its own probe speaks for it
 
 
+def _watchdog(n: Node, notifier: Notifier) -> Callable[[Decision], None]:
+    """Called by the heartbeat loop itself after each completed tick: a stuck loop stops the beats."""
+    shown: Role | None = None
+
+    def beat(d: Decision) -> None:
+        nonlocal shown
+        notifier.watchdog()
+        notifier.follow_interval(n.config.current.heartbeat_interval_s)
+        if d.switched or d.state.role is not shown:  # `systemctl status` says why, once a role change
+            shown = d.state.role
+            notifier.status(f"{d.state.role} epoch {d.state.epoch}: {d.reason}")
+
+    return beat
+
+
 async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter: bool = True,
                 with_monitor: bool = True) -> int:
     n = open_node(node, bootstrap, arbiter=with_arbiter)
+    notifier = Notifier()
+    n.hooks = Hooks(node=node, store=n.store, ftlog=n.ftlog, base_env=child_env)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -267,8 +301,10 @@ async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter:
         cti = _LocalCti(n.cti) if n.cti else _RemoteCti(n, lambda: n.arbiter.state.role if n.arbiter else Role.STANDBY)
         witness = (EtcdWitness(node.witness_url, cluster=node.cluster_name, node_id=node.node_id)
                    if node.witness_url.strip() else None)
-        n.arbiter = Arbiter(node=node, store=n.store, ftlog=n.ftlog, metrics=ArbiterMetrics(node.node_id),
-                            config=n.config, hlc=n.hlc, peer=peer, cti=cti, witness=witness)
+        metrics = ArbiterMetrics(node.node_id)
+        n.hooks.metrics = metrics
+        n.arbiter = Arbiter(node=node, store=n.store, ftlog=n.ftlog, metrics=metrics,
+                            config=n.config, hlc=n.hlc, peer=peer, cti=cti, witness=witness, hooks=n.hooks)
         n.servers.append(_server(create_arbiter_app(n.arbiter), node, cfg.arbiter_port))
     n.ftlog.write("Arbiter" if with_arbiter else "Monitor",
                   f"Starting {node.node_id} ({node.rank}) as STANDBY, epoch "
@@ -279,17 +315,24 @@ async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter:
         tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
     await _wait_started(n.servers, tasks)
     if n.arbiter:
+        n.arbiter.on_tick = _watchdog(n, notifier)
         tasks.append(asyncio.create_task(n.arbiter.run()))
+        if n.hooks.enabled:  # one runner per data directory: the arbiter's process (it holds the lock)
+            tasks.append(asyncio.create_task(n.hooks.run()))
     if n.cti:
         tasks.append(asyncio.create_task(_converge_loop(n, poll_s=1.0 if with_arbiter else 0.1)))
+    notifier.ready(f"serving: {node.node_id} ({node.rank}), STANDBY until the first tick decides")
+    notifier.follow_interval(n.config.current.heartbeat_interval_s)
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    notifier.stopping(f"stopping {node.node_id}: handing over first (R10)" if n.arbiter else f"stopping {node.node_id}")
     status = 0
     for t in done:
         if t is not waiter and t.exception():
             log.error("node task failed: %r", t.exception())
             status = 1
     await _shutdown(n, tasks)
+    notifier.close()
     return status
 
 
@@ -329,6 +372,7 @@ async def _shutdown(n: Node, tasks: list[asyncio.Task[Any]]) -> None:
         except TimeoutError:
             log.warning("handover did not finish in 3 s")
     for t in tasks:
+        # The arbiter's loop, the hooks' runner (both "run") and the CTI convergence.
         if t.get_coro().__name__ in ("run", "_converge_loop"):  # type: ignore[union-attr]
             t.cancel()
     for server in n.servers:

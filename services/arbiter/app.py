@@ -14,9 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hotstandby.api_models import (
     ConfigChange,
     ConfigDocument,
+    Explanation,
     Health,
     Heartbeat,
     HeartbeatAnswer,
+    HistoryItem,
     LogDays,
     LogEntry,
     MaintenanceAnswer,
@@ -29,6 +31,7 @@ from hotstandby.api_models import (
     SwitchRequest,
     settings_patch_schema,
 )
+from hotstandby.explain import explain as explain_pair
 from hotstandby.peerauth import AuthError, Verifier
 from hotstandby.rules import StaleCommand
 from hotstandby.settings import SettingsError
@@ -45,6 +48,7 @@ from hotstandby.web import (
 )
 from services.arbiter.console import install_console
 from services.arbiter.heartbeat import Arbiter, SwitchRefused
+from services.arbiter.status import iso
 
 _LOG_ANSWER: dict[str, Any] = {
     "description": "the day's fault-tolerant log (SPEC 7): the text, or its parsed lines with ?format=json",
@@ -157,6 +161,41 @@ def create_app(arbiter: Arbiter) -> FastAPI:
         if format == "json":
             return JSONResponse(arbiter.ftlog.parse(text))
         return PlainTextResponse(text)
+
+    @app.get("/history", tags=["status"], operation_id="getHistory", response_model=list[HistoryItem],
+             response_model_by_alias=True,
+             responses=error_responses(422) | {503: {"description": "the database cannot be read"}})
+    def history(response: Response,
+                limit: Annotated[int, Query(ge=1, le=1000, description="entries in this page")] = 50,
+                before: Annotated[int | None, Query(ge=1, description="only entries with a smaller id (the "
+                                                                      "previous page's last id)")] = None,
+                ) -> list[dict[str, Any]]:
+        """This node's role changes, newest first, a page at a time (a `Link: rel="next"` header when there
+        are more)."""
+        try:
+            page = arbiter.store.history(limit=limit + 1, before=before)
+        except StoreError as exc:
+            raise HTTPException(503, f"history unavailable: {exc}") from None
+        if len(page) > limit:
+            page = page[:limit]
+            response.headers["link"] = f'</history?limit={limit}&before={page[-1].id}>; rel="next"'
+        return [{"id": e.id, "at": e.at, "node_id": e.node_id, "from": e.from_role, "to": e.to_role, "rule": e.rule,
+                 "cause": e.cause, "epoch": e.epoch, "asked_by": e.asked_by, "reason": e.reason} for e in page]
+
+    @app.get("/explain", tags=["status"], operation_id="explain", response_model=Explanation,
+             responses=error_responses(422))
+    def explain(scenario: Annotated[Literal["peer-dead", "lan-lost", "vip-to"] | None, Query(
+                    description="what to suppose from the next tick on")] = None,
+                target: Annotated[Literal["server1", "server2"] | None, Query(
+                    description="the node, for vip-to")] = None) -> dict[str, Any]:
+        """What the core would decide on the next tick and why, from this node's last observation; with a
+        scenario, tick by tick what would happen then. Computed by the same pure rules; changes nothing."""
+        if scenario == "vip-to" and target is None:
+            raise RequestValidationError([{"loc": ("query", "target"), "msg": "vip-to needs a target",
+                                           "type": "value_error"}])
+        seen = arbiter.last_observation
+        return explain_pair(arbiter.state, seen[0] if seen else None, arbiter.cluster, scenario=scenario,
+                            target=target, observed_at=iso(seen[1]) if seen else None)
 
     @app.get("/logs/days", tags=["logs"], operation_id="getLogDays", response_model=LogDays)
     def log_days() -> list[str]:

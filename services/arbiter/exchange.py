@@ -156,7 +156,9 @@ class Exchange:
         changed = enabled != mem.state.maintenance
         mem.state = mem.state.evolve(maintenance=enabled)
         if changed:
-            mem.say(f"Maintenance {'ON: automatic switching paused' if enabled else 'OFF'} ({source})")
+            line = f"Maintenance {'ON: automatic switching paused' if enabled else 'OFF'} ({source})"
+            mem.say(line)
+            mem.journal.event("maintenance_on" if enabled else "maintenance_off", mem.state, line)
         update_gauges(mem)
 
     async def set_maintenance(self, enabled: bool, who: str) -> bool:

@@ -41,11 +41,13 @@ from services.arbiter import probes
 from services.arbiter.commands import Commands, SwitchRefused
 from services.arbiter.config import ConfigBook
 from services.arbiter.exchange import Exchange
+from services.arbiter.journal import Journal
 from services.arbiter.lease import Lease
 from services.arbiter.memory import Memory
 from services.arbiter.peer import PeerClient
 from services.arbiter.roles import CtiControl, Roles
 from services.arbiter.status import status, update_gauges
+from services.hooks import Hooks
 
 log = logging.getLogger("hotstandby.arbiter")
 
@@ -55,7 +57,7 @@ class Arbiter:
                  config: ConfigBook, hlc: HybridClock, peer: PeerClient, cti: CtiControl,
                  vip: probes.VipProbe | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 witness: Witness | None = None) -> None:
+                 witness: Witness | None = None, hooks: Hooks | None = None) -> None:
         self.node, self.store, self.ftlog, self.metrics = node, store, ftlog, metrics
         self.witness = witness  # SPEC 12; None: no witness, the pair alone decides (HS_WITNESS_URL empty)
         self.config, self.hlc, self.peer, self.cti = config, hlc, peer, cti
@@ -67,7 +69,10 @@ class Arbiter:
         # A restarted node never comes back ACTIVE on the strength of its stored role (SPEC 4).
         state = rules.restart_state(node.node_id, rec.epoch if rec else 0, rec.maintenance if rec else False)
         store.save_node(node_id=node.node_id, role=Role.STANDBY, epoch=state.epoch, cause=Cause.START)
-        self.mem = Memory(node=node, config=config, ftlog=ftlog, metrics=metrics, state=state, clock=clock, wall=wall)
+        journal = Journal(node.node_id, store, hooks)
+        journal.restarted(rec.role if rec else "", state, wall())
+        self.mem = Memory(node=node, config=config, ftlog=ftlog, metrics=metrics, state=state, clock=clock, wall=wall,
+                          journal=journal)
         self.lease = Lease(self.mem, witness)
         self.roles = Roles(self.mem, store=store, cti=cti, lease=self.lease, peer=peer)
         self.exchange = Exchange(self.mem, peer=peer, hlc=hlc, store=store, cti=cti, lease=self.lease,
@@ -81,6 +86,8 @@ class Arbiter:
         }
         self._wake = asyncio.Event()
         self._stopping = False
+        self.on_tick: Callable[[Decision], None] | None = None  # after each completed tick (the watchdog)
+        self.last_observation: tuple[Observation, float] | None = None  # what the last tick decided on, and when
         update_gauges(self.mem)
 
     @property
@@ -109,7 +116,9 @@ class Arbiter:
         while not self._stopping:
             start = self.clock()
             try:
-                await self.tick()
+                decision = await self.tick()
+                if self.on_tick is not None:
+                    self.on_tick(decision)
             except Exception:  # a tick must never kill the loop; /healthz shows a loop that stalls
                 log.exception("tick failed")
             # Jitter only ever shortens the wait, so the R1 bound holds and the nodes drift apart.
@@ -163,9 +172,11 @@ class Arbiter:
             else:
                 # The renewal's age is taken now, right before deciding, not when the tick began.
                 obs = obs._replace(witness=self.lease.view(), store_problem=mem.store_problem)
+                self.last_observation = (obs, mem.wall())  # GET /explain decides on it again
                 out = await self.roles.carry_out(rules.plan_tick(mem.state, obs, cfg))
                 decision = out.applied or Decision(mem.state, out.reason)
         mem.last_reason = decision.reason
+        mem.journal.after_tick(mem.state, cfg.failures_to_switch)
         self.last_tick_done = self.clock()
         self.metrics.ticked(mem.wall(), witness=self.lease.on())
         self.metrics.tick_seconds.labels(self.node.node_id).observe(self.last_tick_done - started)

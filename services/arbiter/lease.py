@@ -62,10 +62,12 @@ class Lease:
             line = (f"Witness found: {self.witness.url if self.witness else ''}, lease TTL {now.lease_ttl_s:g} s, "
                     f"key held by {now.holder or 'nobody'}")
             self.mem.say(line)
+            self.mem.journal.event("witness_found", self.mem.state, line)
             log.info(line)
         elif not now.reachable and (first or was.reachable):
             line = f"Witness lost: {now.detail}"
             self.mem.say(line)
+            self.mem.journal.event("witness_lost", self.mem.state, line)
             log.warning(line)
         self.mem.metrics.witness_up.labels(self.mem.node.node_id).set(1 if now.reachable else 0)
 

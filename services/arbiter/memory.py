@@ -18,14 +18,16 @@ from hotstandby.metrics import ArbiterMetrics
 from hotstandby.model import NodeState
 from hotstandby.settings import ClusterSettings, NodeSettings
 from services.arbiter.config import ConfigBook
+from services.arbiter.journal import Journal
 
 log = logging.getLogger("hotstandby.arbiter")
 
 
 class Memory:
     def __init__(self, *, node: NodeSettings, config: ConfigBook, ftlog: FaultTolerantLog, metrics: ArbiterMetrics,
-                 state: NodeState, clock: Callable[[], float], wall: Callable[[], float]) -> None:
+                 state: NodeState, clock: Callable[[], float], wall: Callable[[], float], journal: Journal) -> None:
         self.node, self.config, self.ftlog, self.metrics = node, config, ftlog, metrics
+        self.journal = journal  # the history and the hook's events (SPEC 13)
         self.clock, self.wall = clock, wall
         self.state = state
         self.lock = asyncio.Lock()  # held by every role change: a tick's decision, a command, the stop

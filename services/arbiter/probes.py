@@ -12,15 +12,22 @@ from hotstandby.settings import ClusterSettings, NodeSettings, split_host_port
 from hotstandby.tls import client_context
 
 
-async def tcp_ok(host: str, port: int, timeout: float) -> bool:
+async def tcp_connect(host: str, port: int, timeout: float) -> str | None:
+    """None when a TCP connection to host:port opens within ``timeout``, else why not."""
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, TimeoutError):
-        return False
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
-    return True
+    return None
+
+
+async def tcp_ok(host: str, port: int, timeout: float) -> bool:
+    return await tcp_connect(host, port, timeout) is None
 
 
 async def lan_ok(cfg: ClusterSettings) -> bool | None:

@@ -74,9 +74,11 @@ class Roles:
         elif isinstance(e, Adopt):
             self._adopt(e)
         elif isinstance(e, Persist):
-            try:
-                self.store.save_node(node_id=mem.node.node_id, role=e.state.role, epoch=e.state.epoch,
-                                     cause=e.state.cause)
+            try:  # the role, with its history line and hook event when the role changes (one transaction)
+                journal = mem.journal.role_change(mem.state, e.decision, mem.wall())
+                self.store.save_role(node_id=mem.node.node_id, role=e.state.role, epoch=e.state.epoch,
+                                     cause=e.state.cause, **journal)
+                mem.journal.committed()
             except StoreError as exc:
                 mem.store_problem = str(exc)
                 return str(exc)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab import netns
+from tests.needs import missing
 
 pytestmark = [pytest.mark.lab, pytest.mark.integration]
 
@@ -28,7 +29,7 @@ def test_quick_bench_writes_every_key_of_issue_6(tmp_path: Path) -> None:
     """The quick bench completes and its JSON has every key other tools read."""
     why = netns.unavailable()
     if why:
-        pytest.skip(why)
+        missing(why)
     r = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)], cwd=ROOT,
                        capture_output=True, text=True, timeout=320)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

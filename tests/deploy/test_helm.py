@@ -12,6 +12,7 @@ import yaml
 
 from hotstandby.haproxy import CONTAINER_HOLD_LUA, hold_lua, render_haproxy
 from hotstandby.settings import ClusterSettings
+from tests.needs import need_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -123,8 +124,8 @@ def test_haproxy_config_matches_python_renderer(helm: Path, case: str, haproxy_c
     else:
         assert "hold.lua" not in configmap["data"]
     cfg = expected.replace("/usr/local/etc/haproxy/tls/ca.crt", "/etc/ssl/certs/ca-certificates.crt")
-    if "ca-file" in cfg and not Path("/etc/ssl/certs/ca-certificates.crt").exists():
-        pytest.skip("no system CA bundle to stand in for the TLS secret")
+    if "ca-file" in cfg:
+        need_file("/etc/ssl/certs/ca-certificates.crt", "ca-certificates")  # stands in for the TLS secret
     result = haproxy_check(cfg)
     assert result.returncode == 0, result.stdout + result.stderr
 

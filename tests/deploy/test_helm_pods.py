@@ -38,6 +38,7 @@ import yaml
 from lab.netns import Lab, stop_process
 from lab.netns import unavailable as lab_unavailable
 from lab.waiting import wait_until
+from tests.needs import missing, need
 
 pytestmark = [pytest.mark.lab, pytest.mark.integration]
 
@@ -199,11 +200,8 @@ class Cluster:
 def cluster(helm: Path, tmp_path: Path) -> Iterator[Cluster]:
     reason = lab_unavailable()
     if reason:
-        pytest.skip(reason)
-    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    if not Path(haproxy).exists():
-        pytest.skip("haproxy not installed (apt-get install haproxy)")
-    PROGRAMS["haproxy"] = haproxy
+        missing(reason)
+    PROGRAMS["haproxy"] = need("haproxy", "haproxy")
     docs = render(helm)
     workloads = {d["metadata"]["name"]: d for d in docs if d["kind"] in ("StatefulSet", "Deployment")}
     assert set(workloads) == {"hs-hotstandby-server1", "hs-hotstandby-server2", "hs-hotstandby-haproxy"}

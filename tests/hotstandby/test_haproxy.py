@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,9 +22,16 @@ import pytest
 
 from hotstandby.haproxy import CheckTiming, check_path, check_timing, hold_lua, hold_ms, render_haproxy, write_config
 from hotstandby.settings import ClusterSettings
+from tests.needs import need
 
-HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
-needs_haproxy = pytest.mark.skipif(HAPROXY is None, reason="haproxy not installed (apt-get install haproxy)")
+
+@pytest.fixture
+def haproxy() -> str:
+    """The haproxy binary (tests.needs: skipped, or failed under CI, when it is not installed)."""
+    return need("haproxy", "haproxy")
+
+
+needs_haproxy = pytest.mark.usefixtures("haproxy")
 
 FAST = ClusterSettings(heartbeat_interval_s=1, heartbeat_timeout_s=1, failures_to_switch=3)
 VENDOR_DEFAULT = ClusterSettings()
@@ -37,8 +43,8 @@ NAMED = ClusterSettings(server1_address="node-a.example", server2_address="node-
 def haproxy_check(cfg: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "haproxy.cfg"
     path.write_text(cfg)
-    assert HAPROXY is not None
-    return subprocess.run([HAPROXY, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
+    return subprocess.run([need("haproxy", "haproxy"), "-c", "-f", str(path)], capture_output=True, text=True,
+                          timeout=30)
 
 
 def lines_of(cfg: str) -> list[str]:
@@ -294,8 +300,7 @@ class Pair(NamedTuple):
 @contextmanager
 def running_pair(tmp_path: Path, *, hold: bool) -> Iterator[Pair]:
     """server1 ACTIVE and server2 STANDBY on 127.0.0.21/.22, haproxy with the fast profile on 127.0.0.20."""
-    if HAPROXY is None:
-        pytest.skip("haproxy not installed (apt-get install haproxy)")
+    haproxy = need("haproxy", "haproxy")
     port = free_port("127.0.0.21", "127.0.0.22")
     vip_port = free_port("127.0.0.20")
     stats_port = free_port("127.0.0.20")
@@ -315,7 +320,7 @@ def running_pair(tmp_path: Path, *, hold: bool) -> Iterator[Pair]:
         cfg = tmp_path / "haproxy.cfg"
         cfg.write_text(render_haproxy(cluster, **kwargs))
     log = (tmp_path / "haproxy.log").open("w")
-    proc = subprocess.Popen([HAPROXY, "-f", str(cfg), "-db"], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([haproxy, "-f", str(cfg), "-db"], stdout=log, stderr=subprocess.STDOUT)
     try:
         vip_url = f"http://127.0.0.20:{vip_port}"
         # HAProxy starts with both servers UP until their first check: wait for it to settle.

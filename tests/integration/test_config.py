@@ -11,6 +11,7 @@ import pytest
 
 from lab.localpair import Pair, running_pair
 from lab.waiting import wait_until
+from tests.needs import need_file
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
@@ -99,8 +100,7 @@ def test_durability_acknowledged_changes_survive_kill_9(pair: Pair, rounds: int)
 
 def test_clock_skew_of_ten_minutes_keeps_order_and_is_measured(tmp_path: Path) -> None:
     """server2's clock 10 minutes behind: the skew metric shows about -600 s and a later change still wins."""
-    if not Path(FAKETIME_LIB).exists():
-        pytest.skip("libfaketime not installed (.ci/run installs faketime)")
+    need_file(FAKETIME_LIB, "faketime")
     with running_pair(tmp_path) as p:
         p.nodes["server1"].start()
         # Monotonic time is shifted too (a constant offset is harmless); FAKETIME_DONT_FAKE_MONOTONIC

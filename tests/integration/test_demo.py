@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -15,9 +14,12 @@ import pytest
 
 from lab.localpair import HOTSTANDBY, ROOT
 from lab.waiting import wait_until
+from tests.needs import need
 
-pytestmark = pytest.mark.skipif(not (shutil.which("haproxy") or Path("/usr/sbin/haproxy").exists()),
-                                reason="haproxy is not installed (.ci/run installs it)")
+
+@pytest.fixture(autouse=True)
+def _haproxy() -> None:
+    need("haproxy", "haproxy")
 
 
 def _descendants(pid: int) -> set[int]:

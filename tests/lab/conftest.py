@@ -21,6 +21,7 @@ from lab import netns
 from lab.labpair import LabPair
 from tests.lab import report
 from tests.lab.matrix import Row
+from tests.needs import missing
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -54,7 +55,7 @@ def lab() -> Iterator[netns.Lab]:
     """The session's lab hosts; skipped with the reason when this machine cannot build one."""
     why = netns.unavailable()
     if why:
-        pytest.skip(why)
+        missing(why)
     netns.cleanup_stale()
     with netns.lab_run() as built:
         yield built

@@ -76,7 +76,8 @@ def test_every_success_answer_is_typed(documents: dict[str, dict[str, Any]], ser
                     untyped.append(f"{method} {path}: not described as text/plain")
                 continue
             schema = content.get("application/json", {}).get("schema", {})
-            typed = "$ref" in schema or (schema.get("type") == "array" and schema.get("items", {}).get("type"))
+            items = schema.get("items", {})
+            typed = "$ref" in schema or (schema.get("type") == "array" and ("type" in items or "$ref" in items))
             if not typed:
                 untyped.append(f"{method} {path} {code}: {schema}")
     assert untyped == []

@@ -1,0 +1,77 @@
+"""A node of this release starting on the database the previous release left (after a crash while ACTIVE)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import sqlite3
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lab.localpair import ADDR, SECRET, TOKEN
+from lab.waiting import free_port, wait_until
+from lab.watch import NodeProcess, client
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "release1-server2.db"
+
+pytestmark = pytest.mark.integration
+
+
+def _ports_free(db: Path) -> None:
+    """The fixture holds the ports of the run that made it: move one this machine uses now elsewhere."""
+    with sqlite3.connect(db) as conn:
+        ports = dict(conn.execute("SELECT name, value FROM setting WHERE name IN ('monitor_port', 'arbiter_port')"))
+        for name, port in ports.items():
+            with socket.socket() as s:
+                try:
+                    s.bind((ADDR["server2"], int(port)))
+                    continue
+                except OSError:
+                    pass
+            conn.execute("UPDATE setting SET value = ? WHERE name = ?", (str(free_port(ADDR["server2"])), name))
+
+
+def test_first_start_on_a_previous_release_database(tmp_path: Path) -> None:
+    """It migrates on first start, serves the old settings exactly as they were (values, stamps, origins),
+    comes back STANDBY whatever the old release stored, and goes on from the stored epoch."""
+    data = tmp_path / "server2"
+    data.mkdir()
+    db = data / "hotstandby.db"
+    shutil.copyfile(FIXTURE, db)
+    _ports_free(db)
+    with sqlite3.connect(db) as conn:
+        old = {n: (v, at, o) for n, v, at, o in conn.execute("SELECT name, value, updated_at, origin FROM setting")}
+    port = int(old["arbiter_port"][0])
+    env = {"HS_NODE_ID": "server2", "HS_BIND_HOST": ADDR["server2"], "HS_DATA_DIR": str(data),
+           "HS_PEER_SECRET": SECRET, "HS_ADMIN_TOKEN": TOKEN,
+           # Bootstrap values that differ from the database's: the database wins.
+           "HS_FAILURES_TO_SWITCH": "9", "HS_HEARTBEAT_INTERVAL_S": "30", "HS_HEARTBEAT_TIMEOUT_S": "10"}
+    node = NodeProcess("server2", env, data)
+    http = client()
+    url = f"http://{ADDR['server2']}:{port}"
+    try:
+        node.start()
+        wait_until(partial(lambda: http.get(url + "/healthz", timeout=1).status_code in (200, 503)), 30,
+                   "the node serving on the database's ports")
+        served = http.get(url + "/config").json()["settings"]
+        assert {n: (json.loads(v), at, o) for n, (v, at, o) in old.items()} == {
+            n: (s["value"], s["updated_at"], s["origin"]) for n, s in served.items()}
+        local = http.get(url + "/status").json()["local"]
+        assert local["role"] == "STANDBY" and local["epoch"] >= 2
+        first = http.get(url + "/history").json()[-1]  # its history starts with the restart out of ACTIVE
+        assert (first["from"], first["to"], first["cause"], first["epoch"]) == ("ACTIVE", "STANDBY", "start", 2)
+        # Alone (server1 is not running), it fails over by R1 from the stored epoch, on the old settings.
+        wait_until(lambda: http.get(url + "/status").json()["local"]["role"] == "ACTIVE", 30, "R1 on the old db")
+        assert http.get(url + "/status").json()["local"]["epoch"] > 2
+    except httpx.HTTPError:
+        raise AssertionError(node.output()[-3000:]) from None
+    finally:
+        node.stop()
+        http.close()
+    assert db.with_name("hotstandby.db.schema1.bak").exists()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
