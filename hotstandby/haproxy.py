@@ -25,6 +25,7 @@ from pathlib import Path
 from string import Template
 from typing import Any, Literal, NamedTuple
 
+from hotstandby import lbruntime
 from hotstandby.settings import ClusterSettings, split_host_port
 
 Mode = Literal["follow-role", "vendor"]
@@ -163,7 +164,7 @@ _TEMPLATE = Template(
 # Worst case for the VIP to follow a node change: ${worst_ms} ms.
 global
     log stdout format raw local0 info
-    maxconn 4096$lua_load
+    maxconn 4096$lua_load$runtime_api
 
 defaults
     mode http
@@ -227,6 +228,7 @@ def render_haproxy(
     stats_port: int = 8404,
     tls_ca_file: str | None = None,
     hold_lua: str | None = None,
+    runtime_api: str | None = None,
 ) -> str:
     """A complete haproxy.cfg for this pair; ``haproxy -c -f`` accepts it.
 
@@ -239,6 +241,9 @@ def render_haproxy(
     ``hold_lua``: where :func:`hold_lua`'s source is installed on the load balancer; the config
     then holds requests while no node is UP (:func:`hold_ms`) instead of answering 503, so a
     planned switchover loses none.
+    ``runtime_api``: ``HOST:PORT`` where HAProxy opens its runtime API (admin level, no password: bind it
+    to the management network only) for the arbiters' ``HS_LB_RUNTIME_API``
+    (:mod:`hotstandby.lbruntime`).
     """
     if mode not in MODES:
         raise ValueError(f"mode: must be one of {', '.join(MODES)}")
@@ -258,6 +263,11 @@ def render_haproxy(
         fast_opts += f" fastinter {timing.fastinter_ms}ms"
     if timing.downinter_ms is not None:
         fast_opts += f" downinter {timing.downinter_ms}ms"
+    socket = ""
+    if runtime_api:
+        socket = ("\n    # The arbiters tell HAProxy of a role change at once (HS_LB_RUNTIME_API); the checks stay the"
+                  "\n    # safety net. Admin level and no password: keep this address on the management network."
+                  f"\n    {lbruntime.socket_line(runtime_api)}")
     hold = ""
     if hold_lua:
         hold = ("\n    # No node UP (a switchover or failover in progress): hold the request for one, not a 503."
@@ -266,6 +276,7 @@ def render_haproxy(
     return _TEMPLATE.substitute(
         mode=mode,
         lua_load=f"\n    lua-load {hold_lua}" if hold_lua else "",
+        runtime_api=socket,
         hold=hold,
         connect_ms=min(max(timing.inter_ms, 100), 1000),
         interval_s=f"{cluster.heartbeat_interval_s:g}",
