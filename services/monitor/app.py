@@ -96,7 +96,8 @@ def create_app(ctx: MonitorContext) -> FastAPI:
     @app.get("/cti", tags=["cti"])
     def cti() -> dict[str, Any]:
         snap = ctx.cti.supervisor.snapshot()
-        return {k: snap.get(k) for k in CTI_FIELDS} | {"held": ctx.cti.held}
+        warm = {k: snap[k] for k in ("mode", "idle") if k in snap}  # HS_CTI_MODE=warm only
+        return {k: snap.get(k) for k in CTI_FIELDS} | {"held": ctx.cti.held} | warm
 
     async def command(action: str) -> JSONResponse:
         try:
