@@ -23,11 +23,11 @@ from typing import Any
 import httpx
 
 from bench.procs import cpu_seconds, pss_mb, rss_mb
-from bench.vipclient import VipClient
 from hotstandby.haproxy import check_timing, write_config
 from hotstandby.settings import ClusterSettings
 from lab.labpair import PEER, LabPair
 from lab.netns import Lab, wait_port
+from lab.vipclient import VipClient
 from lab.waiting import wait_until
 
 VIP_PORT, STATS_PORT = 80, 8404

@@ -28,6 +28,7 @@ import io
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from hotstandby.model import Action, Cause, Decision, NodeState, Role
 from hotstandby.settings import split_host_port
 
 BACKEND = "hotstandby"  # the backend `render haproxy` names; its servers are named after the nodes
@@ -89,6 +90,26 @@ def demoted(node_id: str, backend: str = BACKEND) -> list[str]:
     """This node became STANDBY: out of the backend, its sessions cut (SPEC 11), back to its checks."""
     me = _server(node_id, backend)
     return [f"set server {me} health down", f"shutdown sessions server {me}", f"set server {me} state ready"]
+
+
+PLANNED = frozenset({Cause.MANUAL, Cause.SHUTDOWN, Cause.FAILBACK})
+
+
+def planned_demotion(old: NodeState, d: Decision) -> bool:
+    """An ACTIVE node stepping down on purpose: a manual switch (R7, either side asked), a graceful stop
+    (R10), a failback (R3), or any handover to the peer. Its requests in flight may finish first; stepping
+    down because something failed (R1's command to a peer it thought dead, R4, R5, R8, R12) does not wait."""
+    if old.role is not Role.ACTIVE or d.state.role is not Role.STANDBY:
+        return False
+    return Action.PROMOTE_PEER in d.actions or d.state.cause in PLANNED
+
+
+def drain_bound_s(interval_s: float, timeout_s: float) -> float:
+    """How long a planned demotion waits for the requests in flight: I/2 within [0.25, 0.5] s, and at most
+    T/2 (a STANDBY command from the peer, R7, is answered within its T). Short requests end in
+    milliseconds and the wait ends with them; only long-lived sessions use it all (they are cut when it
+    ends, SPEC 11); R10's 2 s is never at risk."""
+    return min(max(interval_s / 2, 0.25), 0.5, timeout_s / 2)
 
 
 def sessions(backend: str = BACKEND) -> str:

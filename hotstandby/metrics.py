@@ -41,6 +41,9 @@ class ArbiterMetrics:
                                        ["node", "kind"], registry=r)
         self.config_changes = Counter("hotstandby_config_changes", "Cluster settings changed, by origin",
                                       ["node", "source"], registry=r)
+        self.lb_calls = Counter("hotstandby_lb_runtime_api_calls",
+                                "Calls to the load balancers' runtime API (HS_LB_RUNTIME_API), by result",
+                                ["node", "result"], registry=r)
         self.tick_seconds = Histogram("hotstandby_tick_seconds", "Duration of one heartbeat tick", n,
                                       buckets=PROBE_BUCKETS, registry=r)
         for g in (self.role, self.consecutive_failures, self.lan_ok, self.skew, self.expected_delay,
@@ -48,6 +51,8 @@ class ArbiterMetrics:
             g.labels(node)
         for c in (self.probe_failures, self.exchange_failures):
             c.labels(node)
+        for result in ("ok", "failed"):
+            self.lb_calls.labels(node, result)
         for h in (self.probe_seconds, self.tick_seconds):  # scraped before the first probe, too
             h.labels(node)
 

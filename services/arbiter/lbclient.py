@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from hotstandby import lbruntime
 from hotstandby.lbruntime import Endpoint
 from hotstandby.model import Role
+from services.arbiter.memory import Memory
 
 log = logging.getLogger("hotstandby.lb")
 
@@ -74,6 +75,24 @@ class _Lb:
     task: asyncio.Task[None] | None = None
 
 
+def for_node(mem: Memory) -> LoadBalancers | None:
+    """This node's load balancers (``HS_LB_RUNTIME_API``; None when empty), reporting to the fault-tolerant
+    log (a failure once, then its recovery) and to ``hotstandby_lb_runtime_api_calls_total``."""
+    endpoints = lbruntime.parse_endpoints(mem.node.lb_runtime_api)
+    if not endpoints:
+        return None
+    node_id = mem.node.node_id
+
+    def report(ep: Endpoint, what: str, why: str | None, failures: int) -> None:
+        mem.metrics.lb_calls.labels(node_id, "ok" if why is None else "failed").inc()
+        if why is not None and failures == 1:
+            mem.say(f"Load balancer {ep} not told {what}: {why}; its health check will follow the role")
+        elif why is None and failures:
+            mem.say(f"Load balancer {ep} told {what} after {failures} failed attempts")
+
+    return LoadBalancers(endpoints, node_id=node_id, peer_id=mem.node.peer_id, report=report)
+
+
 class LoadBalancers:
     """This node's load balancers, told of its role changes; see the module docstring."""
 
@@ -98,6 +117,7 @@ class LoadBalancers:
         self._gen += 1
         for lb in self._lbs:
             lb.want = (self._gen, what, cmds)
+            lb.failures = 0  # each role change is reported once when it cannot be said
             self._start(lb)
 
     def retry(self) -> None:

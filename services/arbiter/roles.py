@@ -13,8 +13,10 @@ import re
 from dataclasses import replace
 from typing import Any, Protocol
 
+from hotstandby import lbruntime
 from hotstandby.model import Action, Cause, Decision, NodeState, PeerView, Role
 from hotstandby.store import Store, StoreError
+from services.arbiter.lbclient import LoadBalancers
 from services.arbiter.lease import Lease
 from services.arbiter.memory import Memory
 from services.arbiter.peer import CallResult, PeerClient
@@ -40,12 +42,18 @@ def _why(d: Decision) -> str:
 
 
 class Roles:
-    def __init__(self, mem: Memory, *, store: Store, cti: CtiControl, lease: Lease, peer: PeerClient) -> None:
+    def __init__(self, mem: Memory, *, store: Store, cti: CtiControl, lease: Lease, peer: PeerClient,
+                 lb: LoadBalancers | None = None) -> None:
         self.mem, self.store, self.cti, self.lease, self.peer = mem, store, cti, lease, peer
+        self.lb = lb  # HS_LB_RUNTIME_API: told of every role change once it is durable
 
     async def commit_and_apply(self, d: Decision, *, promote_timeout: float | None = None,
                                kept: NodeState | None = None) -> CallResult | None:
         mem = self.mem
+        if self.lb and lbruntime.planned_demotion(mem.state, d):
+            # No new request to us, and the ones in flight finish before we step down.
+            cfg = mem.cluster
+            await self.lb.drain(lbruntime.drain_bound_s(cfg.heartbeat_interval_s, cfg.heartbeat_timeout_s))
         d = mem.applied = await self.lease.take(d, kept or mem.state)
         old, new = mem.state, d.state
         durable = (new.role, new.epoch, new.cause) != (old.role, old.epoch, old.cause)
@@ -64,6 +72,8 @@ class Roles:
         if durable:
             mem.version += 1
         if new.role is not old.role:
+            if self.lb:
+                self.lb.role_changed(new.role)  # in the background: the role is durable, CTI need not wait
             mem.role_since = mem.wall()
             mem.metrics.role_changes.labels(mem.node.node_id, new.role.value, new.cause.value).inc()
         if d.switched or (new.role is not old.role):

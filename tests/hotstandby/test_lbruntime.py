@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from hotstandby import lbruntime
 from hotstandby.lbruntime import Endpoint, parse_endpoints
+from hotstandby.model import Action, Cause, Decision, NodeState, Role
 from hotstandby.settings import SettingsError, node_from_env
 
 
@@ -102,3 +103,30 @@ def test_sessions_are_read_from_show_stat() -> None:
     assert lbruntime.current_sessions(STAT, "server2") == 0
     assert lbruntime.current_sessions(STAT, "server3") is None
     assert lbruntime.current_sessions("No such proxy.\n", "server1") is None
+
+
+@pytest.mark.parametrize(("cause", "actions", "planned"), [
+    (Cause.MANUAL, (Action.STOP_CTI, Action.PROMOTE_PEER), True),  # R7 on the ACTIVE's side
+    (Cause.MANUAL, (Action.STOP_CTI,), True),  # R7 asked by the target (its STANDBY command)
+    (Cause.SHUTDOWN, (Action.STOP_CTI,), True),  # R10 with no healthy peer
+    (Cause.FAILBACK, (Action.STOP_CTI, Action.PROMOTE_PEER), True),  # R3
+    (Cause.LAN_LOST, (Action.STOP_CTI, Action.PROMOTE_PEER), True),  # a handover (disk full)
+    (Cause.FAILOVER, (Action.STOP_CTI,), False),  # R1's command to a peer it thought dead
+    (Cause.DUAL_ACTIVE, (Action.STOP_CTI,), False),  # R4
+    (Cause.LAN_LOST, (Action.STOP_CTI,), False),  # R5
+    (Cause.WITNESS, (Action.STOP_CTI,), False),  # R12
+])
+def test_a_planned_demotion_is_one_made_on_purpose(cause: Cause, actions: tuple[Action, ...], planned: bool) -> None:
+    """Only an ACTIVE stepping down on purpose drains first; one stepping down because something failed does not."""
+    active = NodeState(node_id="server1", role=Role.ACTIVE, epoch=3, cause=Cause.NO_ACTIVE)
+    down = Decision(active.evolve(role=Role.STANDBY, cause=cause), "SWITCH THIS SERVER TO BACKUP", actions)
+    assert lbruntime.planned_demotion(active, down) is planned
+    standby = active.evolve(role=Role.STANDBY)
+    assert lbruntime.planned_demotion(standby, Decision(standby, "no action")) is False
+
+
+def test_the_drain_bound_is_half_an_interval_within_a_quarter_and_half_a_second_and_half_of_t() -> None:
+    """I/2 clamped to [0.25, 0.5] s, never above T/2: short requests end long before, R7's peer command
+    (answered within T) and R10's 2 s are never at risk."""
+    assert [lbruntime.drain_bound_s(i, i) for i in (0.6, 1, 30)] == [0.3, 0.5, 0.5]
+    assert [lbruntime.drain_bound_s(i, t) for i, t in ((0.1, 0.1), (0.2, 0.2), (30, 0.2))] == [0.05, 0.1, 0.1]

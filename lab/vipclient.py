@@ -1,4 +1,5 @@
-"""A client through the VIP: one ``GET /whoami`` every ``period`` seconds, each on a new connection.
+"""A client through the VIP, for the bench and the tests: one ``GET /whoami`` every ``period`` seconds,
+each on a new connection.
 
 Every request is recorded as ``(sent, done, node_id or None)`` on the wall clock, so the bench can
 tell when the VIP first answered from a given node, how many requests failed and the longest gap
@@ -78,7 +79,11 @@ class VipClient:
     def failures(self, start: float, end: float) -> int:
         return sum(1 for sent, _, node in list(self.samples) if start <= sent <= end and node is None)
 
-    def max_gap(self, start: float, end: float) -> float:
-        """The longest time between two consecutive good answers sent within [start, end]."""
+    def max_gap(self, start: float, end: float) -> float | None:
+        """The longest time between two consecutive good answers sent within [start, end]; None (no data,
+        not a gap of 0) when fewer than two answers came back, as during a total outage."""
         good = [done for sent, done, node in list(self.samples) if start <= sent <= end and node is not None]
-        return max((b - a for a, b in itertools.pairwise(good)), default=0.0)
+        return max((b - a for a, b in itertools.pairwise(good)), default=None)
+
+    def requests(self, start: float, end: float) -> int:
+        return sum(1 for sent, _, _ in list(self.samples) if start <= sent <= end)
