@@ -23,6 +23,7 @@ from services.arbiter.peer import CallResult, PeerClient
 from services.arbiter.status import update_gauges
 
 PROMOTE_ANSWER_S = 1.0  # the least a "take ACTIVE" command waits for its answer (see command_peer)
+LB_HEAD_START_S = 0.05  # how long a promotion waits for its load balancers before starting CTI
 
 
 class CtiControl(Protocol):
@@ -73,7 +74,11 @@ class Roles:
             mem.version += 1
         if new.role is not old.role:
             if self.lb:
-                self.lb.role_changed(new.role)  # in the background: the role is durable, CTI need not wait
+                self.lb.role_changed(new.role)  # the role is durable: tell the load balancers now
+                if new.role is Role.ACTIVE:
+                    # The VIP first (a local call takes a few ms), then CTI: a cold start's fork would hold
+                    # the loop meanwhile. Never longer than LB_HEAD_START_S; the rest goes on in the background.
+                    await self.lb.settle(LB_HEAD_START_S)
             mem.role_since = mem.wall()
             mem.metrics.role_changes.labels(mem.node.node_id, new.role.value, new.cause.value).inc()
         if d.switched or (new.role is not old.role):

@@ -88,7 +88,11 @@ class ManagerProcess:
             f"sys.exit(manager_main('127.0.0.1:{self.port}'))"
         )
         self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=_env())
-        wait_until(self._healthy, timeout=10, what="the manager to answer /healthz")
+        try:
+            wait_until(self._healthy, timeout=10, what="the manager to answer /healthz")
+        except BaseException:
+            self.stop()  # a manager that never answered must not outlive the test run
+            raise
 
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:
