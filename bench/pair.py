@@ -119,11 +119,13 @@ class BenchPair:
     profile: Profile
     extra: dict[str, str] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
+    runtime_api: bool = True  # the nodes tell the `api` load balancer (HS_LB_RUNTIME_API); False: no LB at all
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        env = {"HS_CTI_PORTS": "0", "HS_CTI_DEVICES": "0", "HS_AUTO_FAILBACK": "false", "HS_LOG_LEVEL": "WARNING",
-               "HS_LB_RUNTIME_API": f"{self.lab.addr('infra')}:{LBS['api'][2]}"} | self.extra
+        api = {"HS_LB_RUNTIME_API": f"{self.lab.addr('infra')}:{LBS['api'][2]}"} if self.runtime_api else {}
+        env = {"HS_CTI_PORTS": "0", "HS_CTI_DEVICES": "0", "HS_AUTO_FAILBACK": "false",
+               "HS_LOG_LEVEL": "WARNING"} | api | self.extra
         self.pair = LabPair(self.lab, self.root, interval=self.profile.interval, timeout=self.profile.timeout,
                             failures=self.profile.failures, extra=env)
         self.http = httpx.Client(trust_env=False, timeout=1.0)

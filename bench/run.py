@@ -176,7 +176,7 @@ class Bench:
 
     def losses(self, profile: Profile) -> Callable[[netns.Lab], None]:
         def run(lab: netns.Lab) -> None:
-            bp = BenchPair(lab, lab.base / f"loss-{profile.name}", profile)
+            bp = BenchPair(lab, lab.base / f"loss-{profile.name}", profile, runtime_api=False)
             try:
                 with self.boot:
                     bp.start(haproxy=False)
@@ -200,7 +200,7 @@ class Bench:
 
     def background(self, lab: netns.Lab) -> None:
         """The vendor default profile: bytes on the peer link; under --long one kill -9 timed too."""
-        bp = BenchPair(lab, lab.base / "vendor", VENDOR, rng=self.rng("vendor"))
+        bp = BenchPair(lab, lab.base / "vendor", VENDOR, rng=self.rng("vendor"), runtime_api=False)
         try:
             bp.start(haproxy=False)
             hb = heartbeat_bytes(bp, self.plan.bytes_window_s)
