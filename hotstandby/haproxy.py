@@ -80,7 +80,7 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def check_timing(cluster: ClusterSettings, mode: Mode = "follow-role") -> CheckTiming:
+def check_timing(cluster: ClusterSettings, mode: Mode = "follow-role", *, told: bool = False) -> CheckTiming:
     """Derive the check parameters from I (interval), T (timeout) and N (failures).
 
     follow-role: the role change has already been confirmed by the arbiters (N probes,
@@ -107,6 +107,12 @@ def check_timing(cluster: ClusterSettings, mode: Mode = "follow-role") -> CheckT
     timeout check = 250 ms. Old node DOWN within 250 + 250 = 500 ms, new node UP
     within 250 + 250 = 500 ms: the VIP follows within 0.5 s (spec: 2 s).
 
+    ``told`` (``--runtime-api``: the arbiters tell HAProxy of each role change): ``fall 2``. The
+    arbiters take the old ACTIVE out themselves; what the checks must not do is throw the new ACTIVE out
+    on a check that was in flight when it was promoted (its 503 predates the role change, and with
+    ``fall 1`` it would mark the node DOWN and cut the requests just sent to it). When a call fails, the
+    checks alone need one more ``fastinter`` to drop the old node.
+
     vendor: the vendor guide verbatim, ``inter = I``, ``timeout = T``,
     ``fall = rise = N``, no separate transition pace.
     """
@@ -116,17 +122,17 @@ def check_timing(cluster: ClusterSettings, mode: Mode = "follow-role") -> CheckT
         n = cluster.failures_to_switch
         return CheckTiming(interval_ms, None, None, timeout_ms, rise=n, fall=n)
     inter = min(max(interval_ms // 4, _INTER_MIN_MS), _INTER_MAX_MS)
-    return CheckTiming(inter, inter, inter, min(timeout_ms, inter), rise=2, fall=1)
+    return CheckTiming(inter, inter, inter, min(timeout_ms, inter), rise=2, fall=2 if told else 1)
 
 
-def hold_ms(cluster: ClusterSettings, mode: Mode = "follow-role") -> int:
+def hold_ms(cluster: ClusterSettings, mode: Mode = "follow-role", *, told: bool = False) -> int:
     """How long HAProxy holds a request while no node is UP: a whole failover (the R1 bound,
     N·I + T + I) plus the load balancer's worst follow, at least 1 s, at most 10 s. A planned
     switchover (R7) needs far less (the target is UP a few check intervals after the old node
     went DOWN); a crash needs the whole window."""
     interval_ms, timeout_ms = _ms(cluster.heartbeat_interval_s), _ms(cluster.heartbeat_timeout_s)
     window = (cluster.failures_to_switch + 1) * interval_ms + timeout_ms
-    return min(max(window + check_timing(cluster, mode).worst_follow_ms(), 1000), _HOLD_MAX_MS)
+    return min(max(window + check_timing(cluster, mode, told=told).worst_follow_ms(), 1000), _HOLD_MAX_MS)
 
 
 def hold_lua() -> str:
@@ -255,7 +261,8 @@ def render_haproxy(
     if stats_port == vip_port:
         raise ValueError(f"stats_port: must differ from the VIP port ({vip_port})")
     port = app_port or cluster.monitor_port
-    timing = check_timing(cluster, mode)
+    told = bool(runtime_api) and mode == "follow-role"
+    timing = check_timing(cluster, mode, told=told)
     names = [cluster.server1_address, cluster.server2_address]
     by_name = not all(_is_ip(h) for h in names)
     fast_opts = ""
@@ -271,7 +278,7 @@ def render_haproxy(
     hold = ""
     if hold_lua:
         hold = ("\n    # No node UP (a switchover or failover in progress): hold the request for one, not a 503."
-                f"\n    http-request lua.hotstandby_hold hotstandby {hold_ms(cluster, mode)} "
+                f"\n    http-request lua.hotstandby_hold hotstandby {hold_ms(cluster, mode, told=told)} "
                 "if { nbsrv(hotstandby) eq 0 }")
     return _TEMPLATE.substitute(
         mode=mode,

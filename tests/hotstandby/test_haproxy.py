@@ -509,3 +509,13 @@ def test_cli_renders_the_runtime_api_and_refuses_a_bad_one() -> None:
     bad = subprocess.run([*cli, "127.0.0.20"], capture_output=True, text=True, env=env, cwd=root, timeout=60)
     assert (bad.returncode, bad.stdout) == (2, "")
     assert "runtime_api" in bad.stderr and "needs a port" in bad.stderr
+
+
+def test_told_by_the_arbiters_a_node_falls_after_two_failed_checks() -> None:
+    """With --runtime-api the checks use fall 2 (a check in flight at a promotion must not throw the new
+    ACTIVE out); rise and the pace stay; without it, or in vendor mode, nothing changes."""
+    told = check_timing(FAST, told=True)
+    assert (told.fall, told.rise, told.inter_ms) == (2, 2, check_timing(FAST).inter_ms)
+    assert "rise 2 fall 2 " in render_haproxy(FAST, runtime_api="127.0.0.20:9999")
+    assert "rise 2 fall 1 " in render_haproxy(FAST)
+    assert check_timing(FAST, "vendor") == check_timing(FAST, "vendor", told=True)

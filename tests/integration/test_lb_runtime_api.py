@@ -66,20 +66,13 @@ def on(client: VipClient, target: str) -> None:
     wait_until(lambda: client.routes_to(target), 10, f"the VIP on {target}")
 
 
-def test_haproxy_hears_of_a_switchover_from_the_arbiters(told: Setup) -> None:
-    """After a manual switch HAProxy's own log says server2 came UP and server1 went DOWN "from CLI": the
-    arbiters told it, before any check had to notice."""
-    switch(told.pair, "server2")
-    wait_until(lambda: "Server hotstandby/server2 is UP, changed from CLI" in told.lb.said(), 5, "server2 UP by CLI")
-    assert "Server hotstandby/server1 is DOWN, changed from CLI" in told.lb.said()
-
-
-def test_planned_switchovers_lose_no_request(told: Setup) -> None:
+def test_planned_switchovers_lose_no_request_and_haproxy_hears_of_them_from_the_arbiters(told: Setup) -> None:
     """Two manual switches with a client at 20 requests a second through the VIP: every request answered,
-    each switch moving the VIP to its target (the old ACTIVE drained before it stepped down)."""
+    each switch moving the VIP to its target (the old ACTIVE drained before it stepped down), and HAProxy's
+    own log says the nodes went UP and DOWN "changed from CLI": the arbiters told it, no check had to."""
     pair = told.pair
     with VipClient(told.lb.vip_url + "/whoami", period=0.05, timeout=5.0) as client:
-        wait_until(lambda: client.routes_to("server1"), 10, "the VIP on server1")
+        on(client, "server1")
         start = client.samples[-1][0]
         for target in ("server2", "server1"):
             switch(pair, target)
@@ -87,6 +80,9 @@ def test_planned_switchovers_lose_no_request(told: Setup) -> None:
         end = client.samples[-1][0]
     assert client.failures(start, end) == 0
     assert client.requests(start, end) >= 10
+    said = told.lb.said()
+    assert "Server hotstandby/server2 is UP, changed from CLI" in said
+    assert "Server hotstandby/server1 is DOWN, changed from CLI" in said
 
 
 def test_the_checks_move_the_vip_when_the_load_balancer_cannot_be_told(untold: Setup) -> None:

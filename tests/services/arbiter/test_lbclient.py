@@ -170,3 +170,22 @@ def test_drain_is_bounded_when_a_request_outlasts_it(pair: Pair) -> None:
     took = asyncio.run(body())
     slow.join(5)
     assert 0.3 <= took < 1.0
+
+
+@pytest.mark.integration
+def test_after_a_drain_and_a_demotion_the_checks_own_the_node_again(pair: Pair) -> None:
+    """Drained, then demoted: the node is DOWN, not left in drain; when it answers mod=FT 200 again its
+    checks alone bring it back UP (nothing the arbiter said outlives the role)."""
+    reports = Reports()
+
+    async def body() -> None:
+        lb = lbs(pair, "server1", reports)
+        await lb.drain(0.3)
+        pair.nodes["server1"].active = False
+        lb.role_changed(Role.STANDBY)
+        await lb.settle(2.0)
+
+    asyncio.run(body())
+    assert server_status(pair, "server1") == "DOWN"
+    pair.nodes["server1"].active = True
+    wait_for(lambda: server_status(pair, "server1") == "UP", 10)
