@@ -73,14 +73,14 @@ class Roles:
         if durable:
             mem.version += 1
         if new.role is not old.role:
+            mem.role_since = mem.wall()  # the role took effect now; the load balancers hear of it after
+            mem.metrics.role_changes.labels(mem.node.node_id, new.role.value, new.cause.value).inc()
             if self.lb:
                 self.lb.role_changed(new.role)  # the role is durable: tell the load balancers now
                 if new.role is Role.ACTIVE:
                     # The VIP first (a local call takes a few ms), then CTI: a cold start's fork would hold
                     # the loop meanwhile. Never longer than LB_HEAD_START_S; the rest goes on in the background.
                     await self.lb.settle(LB_HEAD_START_S)
-            mem.role_since = mem.wall()
-            mem.metrics.role_changes.labels(mem.node.node_id, new.role.value, new.cause.value).inc()
         if d.switched or (new.role is not old.role):
             mem.say(d.reason)
         update_gauges(mem)
