@@ -154,8 +154,9 @@ class BenchPair:
         infra = self.lab.addr("infra")
         d = self.root / f"lb-{lb}"
         d.mkdir(parents=True, exist_ok=True)
-        return write_config(d, cluster, vip=f"{infra}:{vip_port}", stats_port=stats_port,
-                            runtime_api=f"{infra}:{api_port}" if api_port else None)
+        # runtime_api only when asked: a product before it (--variants checks) renders without it.
+        api = {"runtime_api": f"{infra}:{api_port}"} if api_port else {}
+        return write_config(d, cluster, vip=f"{infra}:{vip_port}", stats_port=stats_port, **api)
 
     def haproxy_timing(self) -> dict[str, int]:
         return check_timing(self.profile.cluster)._asdict()

@@ -49,6 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 LOSSES = (0.10, 0.20, 0.30)
 ADVERTS = (1.0, 0.2, 0.1)
+# What the kills see besides the health checks alone: the arbiters telling HAProxy (HS_LB_RUNTIME_API), and
+# warm CTI (HS_CTI_MODE=warm). A product without them (main before issue 15) is measured with --variants checks.
+VARIANTS = ("told", "warm")
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Bench:
         self.boot: Any = contextlib.nullcontext() if plan.parallel_deaths else threading.Lock()
         self.keep_logs = False
         self.profiles: list[str] = list(PROFILES)
+        self.variants: list[str] = list(VARIANTS)
 
     # -- running a part in its own lab -------------------------------------------------------
     def part(self, name: str, fn: Callable[[netns.Lab], None]) -> None:
@@ -119,7 +123,8 @@ class Bench:
 
     def deaths(self, profile: Profile) -> Callable[[netns.Lab], None]:
         def run(lab: netns.Lab) -> None:
-            bp = BenchPair(lab, lab.base / profile.name, profile, rng=self.rng(f"deaths {profile.name}"))
+            bp = BenchPair(lab, lab.base / profile.name, profile, rng=self.rng(f"deaths {profile.name}"),
+                           runtime_api="told" in self.variants)
             try:
                 with self.boot:
                     bp.start()
@@ -139,7 +144,8 @@ class Bench:
                     with self.lock:
                         self.res["resources"].update(idle_cpu_pct_sprint=max(r["idle_cpu_pct"].values()),
                                                      idle_detail_sprint=r)
-                bp.start_lb("api")  # after the idle figures: they see one load balancer's checks
+                if "told" in self.variants:
+                    bp.start_lb("api")  # after the idle figures: they see one load balancer's checks
                 self.raw["deaths"][profile.name] = self.kills(bp, profile.name)
                 sw = bp.switchover(rate=50, switches=self.plan.switches)
                 p["switchover"] = sw
@@ -154,11 +160,12 @@ class Bench:
         """The same kills with warm CTI (HS_CTI_MODE=warm): the survivor's idle CTI process registers."""
         def run(lab: netns.Lab) -> None:
             bp = BenchPair(lab, lab.base / f"warm-{profile.name}", profile, extra={"HS_CTI_MODE": "warm"},
-                           rng=self.rng(f"warm deaths {profile.name}"))
+                           rng=self.rng(f"warm deaths {profile.name}"), runtime_api="told" in self.variants)
             try:
                 with self.boot:
                     bp.start()
-                bp.start_lb("api")
+                if "told" in self.variants:
+                    bp.start_lb("api")
                 self.raw["warm_deaths"][profile.name] = self.kills(bp, f"warm {profile.name}")
             finally:
                 bp.close()
@@ -290,7 +297,8 @@ class Bench:
             # six at once starved a sprint pair on a 2-core machine already busy with the test suite).
             ours = [(f"deaths {p}", self.deaths(PROFILES[p])) for p in self.profiles]
             theirs = [(f"keepalived deaths {a:g}", self.ka_deaths(a)) for a in ADVERTS]
-            warm = [(f"warm deaths {p}", self.warm_deaths(PROFILES[p])) for p in self.profiles[:plan.warm_profiles]]
+            warm = [(f"warm deaths {p}", self.warm_deaths(PROFILES[p]))
+                    for p in (self.profiles[:plan.warm_profiles] if "warm" in self.variants else [])]
             parts = [part for trio in itertools.zip_longest(ours, theirs, warm) for part in trio if part is not None]
             if plan.parallel_deaths:
                 with ThreadPoolExecutor(max_workers=2) as pool:
@@ -414,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"which of our profiles to measure, comma-separated (default {','.join(PROFILES)})")
     ap.add_argument("--seed", type=int, default=None,
                     help="seed of the kills' random phases (default: a new one, written to latest.json)")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="besides the checks alone, what to measure: told (HS_LB_RUNTIME_API), warm (HS_CTI_MODE); "
+                         "'checks' for neither (a product before issue 15)")
     ap.add_argument("--no-chart", action="store_true")
     ap.add_argument("--keep-logs", action="store_true", help="copy every part's logs to run/bench-logs/")
     args = ap.parse_args(argv)
@@ -440,6 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(plan, args.out, log, seed=seed)
     bench.keep_logs = args.keep_logs
     bench.profiles = [p for p in args.profiles.split(",") if p]
+    bench.variants = [v for v in args.variants.split(",") if v and v != "checks"]
+    if unknown := [v for v in bench.variants if v not in VARIANTS]:
+        print(f"bench: --variants: unknown {', '.join(unknown)} (known: checks, {', '.join(VARIANTS)})",
+              file=sys.stderr)
+        return 2
     if unknown := [p for p in bench.profiles if p not in PROFILES]:
         print(f"bench: --profiles: unknown {', '.join(unknown)} (known: {', '.join(PROFILES)})", file=sys.stderr)
         return 2
@@ -456,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{plan.loss_window_s:g} s each, all 9 of ours and 9 of keepalived's combinations, 6 labs side by side; "
         f"vendor default {'measured once and ' if plan.vendor_measured else ''}computed")
     bench.res["command"] = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    bench.res["variants"] = ["checks", *bench.variants]
     log(f"bench ({plan.mode}): {bench.res['notes']}; machine {bench.res['machine']}")
     res = bench.run()
     args.out.mkdir(parents=True, exist_ok=True)
