@@ -34,6 +34,10 @@ def write(name: str, body: dict[str, Any], out: Path = RESULTS) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
     path.write_text(json.dumps({"commit": commit(), "when": time.strftime("%Y-%m-%d"), **body}, indent=1) + "\n")
+    if out.resolve() == RESULTS.resolve():
+        from bench import readme
+
+        readme.main([])  # the README quotes bench/results/: keep it equal to what was just written
     return path
 
 

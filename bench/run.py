@@ -493,6 +493,10 @@ def main(argv: list[str] | None = None) -> int:
         md += [f"![failover times and one failover's timeline]({chart.name})", ""]
     (args.out / "latest.md").write_text("\n".join(md))
     log(f"wrote {args.out / 'latest.json'}, {args.out / 'latest.md'}" + (f", {chart}" if chart else ""))
+    if args.out.resolve() == RESULTS.resolve():
+        from bench import readme
+
+        readme.main([])  # the README quotes bench/results/: keep it equal to what was just written
     if res["errors"]:
         print("errors:\n  " + "\n  ".join(res["errors"]), file=sys.stderr)
         return 1
