@@ -146,7 +146,7 @@ class Bench:
                                                      idle_detail_sprint=r)
                 if "told" in self.variants:
                     bp.start_lb("api")  # after the idle figures: they see one load balancer's checks
-                self.raw["deaths"][profile.name] = self.kills(bp, profile.name)
+                self.kills(bp, profile.name, self.raw["deaths"].setdefault(profile.name, []))
                 sw = bp.switchover(rate=50, switches=self.plan.switches)
                 p["switchover"] = sw
                 for lb in bp.lbs:
@@ -166,20 +166,20 @@ class Bench:
                     bp.start()
                 if "told" in self.variants:
                     bp.start_lb("api")
-                self.raw["warm_deaths"][profile.name] = self.kills(bp, f"warm {profile.name}")
+                self.kills(bp, f"warm {profile.name}", self.raw["warm_deaths"].setdefault(profile.name, []))
             finally:
                 bp.close()
         return run
 
-    def kills(self, bp: BenchPair, name: str) -> list[dict[str, Any]]:
-        runs = []
+    def kills(self, bp: BenchPair, name: str, runs: list[dict[str, Any]]) -> None:
+        """``--runs`` kills, each appended to ``runs`` as it is done: a part that fails half-way keeps the
+        runs it made (the summaries say how many)."""
         for i in range(self.plan.runs):
             d = bp.death_run()
             runs.append(d.as_dict())
             self.log(f"[{name}] kill -9 {d.victim} #{i + 1} (phase {d.phase_s:.3f} s): ACTIVE {_f(d.rel(d.active))} s, "
                      f"CTI {_f(d.rel(d.cti))}, VIP {_f(d.rel(d.vip))}, VIP told {_f(d.rel(d.vip_api))}")
             bp.restart(d.victim)
-        return runs
 
     def losses(self, profile: Profile) -> Callable[[netns.Lab], None]:
         def run(lab: netns.Lab) -> None:
@@ -253,19 +253,12 @@ class Bench:
                         self.res["keepalived"]["bytes_per_hour_advert_1"] = round(
                             (b1 - b0) * 3600 / (time.monotonic() - t0))
                 pair.start_apps()
-                runs = []
+                runs = self.raw["keepalived_deaths"].setdefault(key, [])  # kept as they come (see kills())
                 for i in range(self.plan.runs):
                     r = ka.death_run(pair)
                     runs.append(r)
                     self.log(f"[keepalived {key}] kill -9 MASTER #{i + 1} (phase {r['phase_s']:.3f} s): "
                              f"MASTER {_f(r['master_s'])} s, VIP answered {_f(r['vip_s'])} s")
-                self.raw["keepalived_deaths"][key] = runs
-                with self.lock:
-                    k = self.res["keepalived"].setdefault(key, {})
-                    k["death_to_master_s"] = summary([r["master_s"] for r in runs])
-                    k["death_to_vip_seen_s"] = summary([r["vip_seen_s"] for r in runs])
-                    k["death_to_vip_s"] = summary([r["vip_s"] for r in runs])
-                    k["runs"] = runs
             finally:
                 pair.stop()
         return run
@@ -337,6 +330,12 @@ class Bench:
             p["cti_spawned_to_registered_s"] = summary([_minus(r["cti_s"], r["cti_spawned_s"]) for r in runs])
             p["kill_phase_s"] = summary(col("phase_s"))
             p["runs"] = runs
+        for key, runs in self.raw["keepalived_deaths"].items():
+            k = res["keepalived"].setdefault(key, {})
+            k["death_to_master_s"] = summary([r["master_s"] for r in runs])
+            k["death_to_vip_seen_s"] = summary([r["vip_seen_s"] for r in runs])
+            k["death_to_vip_s"] = summary([r["vip_s"] for r in runs])
+            k["runs"] = runs
         for name, runs in self.raw["warm_deaths"].items():
             res["profiles"].setdefault(name, {})["warm"] = {
                 "death_to_active_s": summary([r["active_s"] for r in runs]),
