@@ -11,8 +11,8 @@ script would not do: keepalived forks one per transition, and on a loaded machin
 write before the MASTER script that preceded it.
 
 What a client sees is measured as for our pair: each host runs ``bench/whoami.py`` on every address,
-and a client (``lab.vipclient``, the same 20 ms pace) asks ``http://VIP:8080/whoami`` from the observer
-on the same LAN; the VIP has moved when the first answer from the new MASTER arrives (its gratuitous
+and a client (``lab.vipclient``, the same 20 ms pace, open loop) asks ``http://VIP:8080/whoami`` from the
+observer on the same LAN; the VIP has moved when the first answer from the new MASTER arrives (its gratuitous
 ARP included). Each kill comes at a random phase of the advert cycle: a wait drawn uniformly over one
 ``advert_int`` after the pair is steady.
 """
@@ -254,7 +254,9 @@ def death_run(ka: KeepalivedPair, timeout: float = 15) -> dict[str, float | None
     the VIP (its ``ip monitor`` stamp), until the bench saw it there (``ip addr``), and until a client
     through the VIP got its first answer from server2 (with ``start_apps``)."""
     with contextlib.ExitStack() as stack:
-        client = stack.enter_context(VipClient(ka.vip_url, period=0.02)) if ka.apps else None
+        # Open loop: a request every 20 ms whatever the earlier ones do, so a SYN still waiting on the dead
+        # MASTER's address (retransmitted after 1 s) does not hide the new MASTER's first answer.
+        client = stack.enter_context(VipClient(ka.vip_url, period=0.02, concurrent=True)) if ka.apps else None
         wait_state(ka, "server1", "MASTER", timeout)
         wait_state(ka, "server2", "BACKUP", timeout)
         if client is not None:

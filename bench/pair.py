@@ -220,9 +220,10 @@ class BenchPair:
             wait_until(lambda v=vip: v.routes_to(self.active), timeout,  # type: ignore[misc]
                        f"VIP {vip.url} routing to {self.active}", interval=0.05)
 
-    def clients(self, stack: contextlib.ExitStack, period: float) -> dict[str, VipClient]:
+    def clients(self, stack: contextlib.ExitStack, period: float, concurrent: bool = False) -> dict[str, VipClient]:
         """A client through each load balancer started, entered on ``stack``."""
-        return {lb: stack.enter_context(VipClient(self.url_of(lb), period=period)) for lb in self.lbs}
+        return {lb: stack.enter_context(VipClient(self.url_of(lb), period=period, concurrent=concurrent))
+                for lb in self.lbs}
 
     # -- the measures ------------------------------------------------------------------------
     def death_run(self, deadline: float = 30) -> DeathRun:
@@ -230,7 +231,7 @@ class BenchPair:
         VIP switch through each load balancer."""
         victim, survivor = self.active, PEER[self.active]
         with contextlib.ExitStack() as stack:
-            vips = self.clients(stack, period=0.02)
+            vips = self.clients(stack, period=0.02, concurrent=True)  # open loop, as for keepalived's VIP
             self.steady(*vips.values())
             phase = self.rng.uniform(0, self.profile.interval)
             time.sleep(SETTLE_S + phase)

@@ -123,7 +123,7 @@ def bench(results: Path) -> str:
            f"at the start, {n(data.get('duration_s'), '{:.0f}', ' s')}, seed {data.get('seed', '?')}.", ""]
     out.append("What a client sees, the comparison that matters: kill -9 → the VIP answers from the new node "
                "(median of the kills, s), ours through HAProxy, keepalived's through its VIP, the same client "
-               "(a new connection every 20 ms) at the matched advert_int; ratio below 1: we are faster.")
+               "(a new request every 20 ms, open loop) at the matched advert_int; ratio below 1: we are faster.")
     out.append("")
     out.append(_table(["profile", "advert_int", "ours, checks only", "ours, arbiters tell HAProxy", "keepalived",
                        "ratio, checks", "ratio, told"],

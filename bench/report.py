@@ -85,8 +85,8 @@ def tables(res: dict[str, Any]) -> str:
     out.append(f"mode: {res.get('mode')} — {res.get('notes', '')}")
     out.append("")
     cv = res.get("client_visible") or client_visible(res)
-    out.append("What a client sees: kill -9 → the VIP answers from the new node (median s; the same client, one new "
-               "connection every 20 ms), ours through HAProxy / keepalived's VIP at the matched advert_int")
+    out.append("What a client sees: kill -9 → the VIP answers from the new node (median s; the same client, a new "
+               "request every 20 ms, open loop), ours through HAProxy / keepalived's VIP at the matched advert_int")
     out.append(_table(["profile", "advert_int", "ours, checks only", "ours, arbiters tell HAProxy",
                        "keepalived VIP", "ratio checks", "ratio told"],
                       [[n, r["advert_int"], _s(r["ours_vip_checks_s"]), _s(r["ours_vip_api_s"]),

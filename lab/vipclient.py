@@ -4,13 +4,21 @@ each on a new connection.
 Every request is recorded as ``(sent, done, node_id or None)`` on the wall clock, so the bench can
 tell when the VIP first answered from a given node, how many requests failed and the longest gap
 between two good answers. A new connection per request makes HAProxy route each one afresh.
+
+``concurrent=False`` (closed loop): one request at a time, the next ``period`` after the last was sent
+or as soon as it ended, like one user; a request stuck on a dead address holds the next ones back.
+``concurrent=True`` (open loop): a request every ``period`` whatever the earlier ones do, so "when did
+the VIP first answer from the new node" is not hidden behind a request still waiting for its SYN to be
+retransmitted (1 s) to a host that died: the fair measure for keepalived's VIP and ours alike.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
@@ -21,6 +29,7 @@ class VipClient:
     url: str
     period: float = 0.02
     timeout: float = 1.0
+    concurrent: bool = False
     samples: list[tuple[float, float, str | None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -35,20 +44,28 @@ class VipClient:
         if self._thread:
             self._thread.join(5)
 
+    def _ask(self, http: httpx.Client) -> None:
+        sent = time.time()
+        node: str | None = None
+        try:
+            r = http.get(self.url, headers={"connection": "close"})
+            if r.status_code == 200:
+                node = r.json().get("node_id")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            node = None
+        self.samples.append((sent, time.time(), node))
+
     def _loop(self) -> None:
+        in_flight = math.ceil(self.timeout / self.period) + 2 if self.concurrent else 1
         with httpx.Client(trust_env=False, timeout=self.timeout,
-                          limits=httpx.Limits(max_keepalive_connections=0)) as http:
+                          limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=0)) as http, \
+                ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="vip-ask") as pool:
             due = time.monotonic()
             while not self._stop.is_set():
-                sent = time.time()
-                node: str | None = None
-                try:
-                    r = http.get(self.url, headers={"connection": "close"})
-                    if r.status_code == 200:
-                        node = r.json().get("node_id")
-                except (httpx.HTTPError, ValueError, AttributeError):
-                    node = None
-                self.samples.append((sent, time.time(), node))
+                if self.concurrent:
+                    pool.submit(self._ask, http)
+                else:
+                    self._ask(http)
                 due += self.period
                 delay = due - time.monotonic()
                 if delay > 0:
@@ -58,10 +75,8 @@ class VipClient:
 
     def first_from(self, node_id: str, after: float) -> float | None:
         """When the first good answer from ``node_id`` sent after ``after`` arrived (wall clock)."""
-        for sent, done, node in list(self.samples):
-            if sent >= after and node == node_id:
-                return done
-        return None
+        return min((done for sent, done, node in list(self.samples) if sent >= after and node == node_id),
+                   default=None)
 
     def wait_first_from(self, node_id: str, after: float, timeout: float) -> float | None:
         deadline = time.monotonic() + timeout
@@ -82,7 +97,7 @@ class VipClient:
     def max_gap(self, start: float, end: float) -> float | None:
         """The longest time between two consecutive good answers sent within [start, end]; None (no data,
         not a gap of 0) when fewer than two answers came back, as during a total outage."""
-        good = [done for sent, done, node in list(self.samples) if start <= sent <= end and node is not None]
+        good = sorted(done for sent, done, node in list(self.samples) if start <= sent <= end and node is not None)
         return max((b - a for a, b in itertools.pairwise(good)), default=None)
 
     def requests(self, start: float, end: float) -> int:
