@@ -256,7 +256,8 @@ def death_run(ka: KeepalivedPair, timeout: float = 15) -> dict[str, float | None
     with contextlib.ExitStack() as stack:
         # Open loop: a request every 20 ms whatever the earlier ones do, so a SYN still waiting on the dead
         # MASTER's address (retransmitted after 1 s) does not hide the new MASTER's first answer.
-        client = stack.enter_context(VipClient(ka.vip_url, period=0.02, concurrent=True)) if ka.apps else None
+        client = (stack.enter_context(VipClient(ka.vip_url, period=0.02, timeout=15.0, concurrent=True))
+                  if ka.apps else None)
         wait_state(ka, "server1", "MASTER", timeout)
         wait_state(ka, "server2", "BACKUP", timeout)
         if client is not None:

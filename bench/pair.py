@@ -221,9 +221,11 @@ class BenchPair:
                        f"VIP {vip.url} routing to {self.active}", interval=0.05)
 
     def clients(self, stack: contextlib.ExitStack, period: float, concurrent: bool = False) -> dict[str, VipClient]:
-        """A client through each load balancer started, entered on ``stack``."""
-        return {lb: stack.enter_context(VipClient(self.url_of(lb), period=period, concurrent=concurrent))
-                for lb in self.lbs}
+        """A client through each load balancer started, entered on ``stack``: closed loop with a 1 s timeout
+        (a request that waits longer failed), or open loop waiting out HAProxy's hold (see lab.vipclient)."""
+        timeout = 15.0 if concurrent else 1.0
+        return {lb: stack.enter_context(VipClient(self.url_of(lb), period=period, timeout=timeout,
+                                                  concurrent=concurrent)) for lb in self.lbs}
 
     # -- the measures ------------------------------------------------------------------------
     def death_run(self, deadline: float = 30) -> DeathRun:

@@ -237,6 +237,9 @@ class Bench:
                 pair.start("server2")
                 ka.wait_state(pair, "server1", "MASTER", 15)
                 ka.wait_state(pair, "server2", "BACKUP", 15)
+                # server2 reads as BACKUP before its keepalived has heard a single advert (no event yet): let
+                # it hear several, or the first kill finds it in its start-up wait, not in steady state.
+                time.sleep(max(2.0, 5 * advert))
                 key = f"{advert:g}"
                 if advert == 1.0:
                     from bench.pair import PeerLinkCounter
