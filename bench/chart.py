@@ -12,17 +12,22 @@ import matplotlib.pyplot as plt
 
 
 def draw(res: dict[str, Any], raw: dict[str, Any], path: Path) -> Path:
-    fig, (ax, tl) = plt.subplots(2, 1, figsize=(11, 9), gridspec_kw={"height_ratios": [3, 1.4]})
+    fig, (ax, tl) = plt.subplots(2, 1, figsize=(11, 11), gridspec_kw={"height_ratios": [3, 1.4]})
     series: list[tuple[str, list[float]]] = []
     for name, runs in raw.get("deaths", {}).items():
-        for key, what in (("active_s", "→ ACTIVE"), ("cti_s", "→ CTI"), ("vip_s", "→ VIP")):
+        for key, what in (("active_s", "→ ACTIVE"), ("cti_s", "→ CTI"), ("vip_s", "→ VIP (checks)"),
+                          ("vip_api_s", "→ VIP (told)")):
             xs = [r[key] for r in runs if r.get(key) is not None]
             if xs:
                 series.append((f"{name} {what}", xs))
-    for adv, runs in raw.get("keepalived_deaths", {}).items():
-        xs = [r["master_s"] for r in runs if r.get("master_s") is not None]
+        xs = [r["cti_s"] for r in raw.get("warm_deaths", {}).get(name, []) if r.get("cti_s") is not None]
         if xs:
-            series.append((f"keepalived {adv} s → MASTER", xs))
+            series.append((f"{name} → CTI (warm)", xs))
+    for adv, runs in raw.get("keepalived_deaths", {}).items():
+        for key, what in (("master_s", "→ MASTER"), ("vip_s", "→ VIP (client)")):
+            xs = [r[key] for r in runs if r.get(key) is not None]
+            if xs:
+                series.append((f"keepalived {adv} s {what}", xs))
     if series:
         ax.boxplot([s for _, s in series], vert=False, whis=(0, 100), widths=0.6)
         for i, (_, xs) in enumerate(series, start=1):
@@ -40,7 +45,8 @@ def draw(res: dict[str, Any], raw: dict[str, Any], path: Path) -> Path:
     if t:
         events = [("death (kill -9)", 0.0), ("first failed probe", t.get("first_failure_s")),
                   ("last probe (N-th failure)", t.get("last_probe_s")), ("promotion (role_since)", t.get("active_s")),
-                  ("CTI registered", t.get("cti_s")), ("VIP switched", t.get("vip_s"))]
+                  ("CTI registered", t.get("cti_s")), ("VIP switched (checks)", t.get("vip_s")),
+                  ("VIP switched (told)", t.get("vip_api_s"))]
         events = [(n, v) for n, v in events if v is not None]
         end = max(v for _, v in events) * 1.15 or 1.0
         tl.hlines(0, 0, end, color="grey", lw=1)

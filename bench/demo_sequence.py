@@ -1,6 +1,6 @@
 """Time the README's failover sequence on the demo pair (`hotstandby demo`), polled every 20 ms.
 
-    .venv/bin/python bench/demo_sequence.py [--runs 3]
+    .venv/bin/python bench/demo_sequence.py [--runs 3] [--out bench/results/demo.json]
 
 kill -9 of server1's node → server2 ACTIVE → VIP on server2 → CTI registered on server2; then
 server1 restarted (SIGHUP to the demo) → serving → ACTIVE again. Prints one row per run.
@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
@@ -80,13 +81,22 @@ def one_run() -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="also write the runs here as JSON (the README quotes that file)")
     args = parser.parse_args()
     print("run  death→ACTIVE  ACTIVE→VIP  ACTIVE→CTI  overlap  server1 serving→ACTIVE"
           "   (s; bounds 5.0 / 2.0 / - / - / 4.0)")
+    runs = []
     for i in range(args.runs):
         r = one_run()
+        runs.append({k: round(v, 3) for k, v in r.items()})
         print(f"{i + 1:>3}  {r['death_to_active']:>12.2f}  {r['active_to_vip']:>10.2f}  {r['active_to_cti']:>10.2f}"
               f"  {r['overlap_s']:>7.2f}  {r['serving_to_active']:>23.2f}", flush=True)
+    if args.out:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from bench.record import write
+
+        body = {"command": f"bench/demo_sequence.py --runs {args.runs}", "runs": runs}
+        print(f"wrote {write(args.out.name, body, args.out.parent)}")
 
 
 if __name__ == "__main__":

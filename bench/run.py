@@ -9,8 +9,11 @@ Phases (each part runs in its own lab of network namespaces, so parts can run si
 1. in the background all along, a pair at the vendor default profile (I=30, T=10, N=5): bytes on
    the peer link, and under ``--long`` one kill -9 timed (about 2-3 minutes of detection);
 2. kill -9 of the ACTIVE node, ``--runs`` times a profile, one profile after the other (timings are
-   never taken while another foreground part runs), then planned switchovers; then keepalived's
-   kill -9 runs at advert_int 1, 0.2 and 0.1;
+   never taken while another foreground part runs), each kill at a random phase (``--seed``), seen
+   through two HAProxies side by side: one the health checks alone move, one the arbiters tell
+   (``HS_LB_RUNTIME_API``); then planned switchovers through both; then the same kills with warm CTI
+   (``HS_CTI_MODE=warm``); keepalived's kill -9 runs at advert_int 1, 0.2 and 0.1 come in between,
+   with a client through its VIP as through ours;
 3. the loss windows: our three profiles and keepalived's three advert_ints, six labs side by side,
    each through 10, 20 and 30 % random loss on its peer link.
 """
@@ -22,8 +25,8 @@ import contextlib
 import itertools
 import json
 import os
+import random
 import shutil
-import statistics
 import subprocess
 import sys
 import threading
@@ -38,7 +41,7 @@ from typing import Any
 from bench import keepalived as ka
 from bench.pair import PROFILES, VENDOR, BenchPair, Profile, heartbeat_bytes
 from bench.procs import load_average, pss_mb, rss_mb
-from bench.report import goals, summary, tables
+from bench.report import client_visible, goals, summary, tables
 from hotstandby import rules
 from lab import netns
 
@@ -46,6 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 LOSSES = (0.10, 0.20, 0.30)
 ADVERTS = (1.0, 0.2, 0.1)
+# What the kills see besides the health checks alone: the arbiters telling HAProxy (HS_LB_RUNTIME_API), and
+# warm CTI (HS_CTI_MODE=warm). A product without them (main before issue 15) is measured with --variants checks.
+VARIANTS = ("told", "warm")
 
 
 @dataclass(frozen=True)
@@ -60,26 +66,29 @@ class Plan:
     switches: int
     vendor_measured: bool
     parallel_deaths: bool
+    warm_profiles: int  # how many of our profiles are killed again with warm CTI (the first ones)
 
     @classmethod
     def of(cls, mode: str) -> Plan:
         if mode == "quick":
-            return cls("quick", 2, 3, 3, 2, 10, 3, 1, False, True)
+            return cls("quick", 2, 3, 3, 2, 10, 3, 1, False, True, 1)
         if mode == "long":
-            return cls("long", 20, 600, 60, 20, 1800, 60, 3, True, False)
-        return cls("bench", 20, 120, 60, 20, 300, 30, 3, False, False)
+            return cls("long", 20, 600, 60, 20, 1800, 60, 3, True, False, 3)
+        return cls("bench", 20, 120, 60, 20, 300, 30, 3, False, False, 3)
 
 
 class Bench:
-    def __init__(self, plan: Plan, out: Path, log: Callable[[str], None]) -> None:
+    def __init__(self, plan: Plan, out: Path, log: Callable[[str], None], seed: int = 0) -> None:
         self.plan, self.out, self.log = plan, out, log
-        self.res: dict[str, Any] = {"profiles": {}, "keepalived": {}, "resources": {}, "errors": []}
-        self.raw: dict[str, Any] = {"deaths": {}, "keepalived_deaths": {}}
+        self.seed = seed
+        self.res: dict[str, Any] = {"profiles": {}, "keepalived": {}, "resources": {}, "errors": [], "seed": seed}
+        self.raw: dict[str, Any] = {"deaths": {}, "warm_deaths": {}, "keepalived_deaths": {}}
         self.lock = threading.Lock()
         # Pairs that run side by side start one at a time (quick: all at once, to be quick).
         self.boot: Any = contextlib.nullcontext() if plan.parallel_deaths else threading.Lock()
         self.keep_logs = False
         self.profiles: list[str] = list(PROFILES)
+        self.variants: list[str] = list(VARIANTS)
 
     # -- running a part in its own lab -------------------------------------------------------
     def part(self, name: str, fn: Callable[[netns.Lab], None]) -> None:
@@ -108,9 +117,14 @@ class Bench:
         self.log(f"[{name}] logs kept in {dest}")
 
     # -- ours --------------------------------------------------------------------------------
+    def rng(self, part: str) -> random.Random:
+        """The random phases of one part: the same ``--seed`` draws the same waits, part by part."""
+        return random.Random(f"{self.seed}/{part}")
+
     def deaths(self, profile: Profile) -> Callable[[netns.Lab], None]:
         def run(lab: netns.Lab) -> None:
-            bp = BenchPair(lab, lab.base / profile.name, profile)
+            bp = BenchPair(lab, lab.base / profile.name, profile, rng=self.rng(f"deaths {profile.name}"),
+                           runtime_api="told" in self.variants)
             try:
                 with self.boot:
                     bp.start()
@@ -130,27 +144,46 @@ class Bench:
                     with self.lock:
                         self.res["resources"].update(idle_cpu_pct_sprint=max(r["idle_cpu_pct"].values()),
                                                      idle_detail_sprint=r)
-                runs = []
-                for i in range(self.plan.runs):
-                    d = bp.death_run()
-                    runs.append(d.as_dict())
-                    self.log(f"[{profile.name}] kill -9 {d.victim} #{i + 1}: ACTIVE {d.rel(d.active):.3f} s, "
-                             f"CTI {_f(d.rel(d.cti))}, VIP {_f(d.rel(d.vip))}")
-                    bp.restart(d.victim)
-                self.raw["deaths"][profile.name] = runs
+                if "told" in self.variants:
+                    bp.start_lb("api")  # after the idle figures: they see one load balancer's checks
+                self.kills(bp, profile.name, self.raw["deaths"].setdefault(profile.name, []))
                 sw = bp.switchover(rate=50, switches=self.plan.switches)
-                sw["median_vip_s"] = statistics.median([r["vip_s"] for r in sw["runs"] if r["vip_s"] is not None]
-                                                       or [0.0])
                 p["switchover"] = sw
-                self.log(f"[{profile.name}] switchover: {sw['failed_requests']} failed of {sw['requests']}, "
-                         f"longest gap {sw['max_gap_s']:.3f} s")
+                for lb in bp.lbs:
+                    self.log(f"[{profile.name}] switchover through {lb}: {sw[lb]['failed_requests']} failed of "
+                             f"{sw[lb]['requests']}, longest gap {_f(sw[lb]['max_gap_s'])} s")
             finally:
                 bp.close()
         return run
 
+    def warm_deaths(self, profile: Profile) -> Callable[[netns.Lab], None]:
+        """The same kills with warm CTI (HS_CTI_MODE=warm): the survivor's idle CTI process registers."""
+        def run(lab: netns.Lab) -> None:
+            bp = BenchPair(lab, lab.base / f"warm-{profile.name}", profile, extra={"HS_CTI_MODE": "warm"},
+                           rng=self.rng(f"warm deaths {profile.name}"), runtime_api="told" in self.variants)
+            try:
+                with self.boot:
+                    bp.start()
+                if "told" in self.variants:
+                    bp.start_lb("api")
+                self.kills(bp, f"warm {profile.name}", self.raw["warm_deaths"].setdefault(profile.name, []))
+            finally:
+                bp.close()
+        return run
+
+    def kills(self, bp: BenchPair, name: str, runs: list[dict[str, Any]]) -> None:
+        """``--runs`` kills, each appended to ``runs`` as it is done: a part that fails half-way keeps the
+        runs it made (the summaries say how many)."""
+        for i in range(self.plan.runs):
+            d = bp.death_run()
+            runs.append(d.as_dict())
+            self.log(f"[{name}] kill -9 {d.victim} #{i + 1} (phase {d.phase_s:.3f} s): ACTIVE {_f(d.rel(d.active))} s, "
+                     f"CTI {_f(d.rel(d.cti))}, VIP {_f(d.rel(d.vip))}, VIP told {_f(d.rel(d.vip_api))}")
+            bp.restart(d.victim)
+
     def losses(self, profile: Profile) -> Callable[[netns.Lab], None]:
         def run(lab: netns.Lab) -> None:
-            bp = BenchPair(lab, lab.base / f"loss-{profile.name}", profile)
+            bp = BenchPair(lab, lab.base / f"loss-{profile.name}", profile, runtime_api=False)
             try:
                 with self.boot:
                     bp.start(haproxy=False)
@@ -174,7 +207,7 @@ class Bench:
 
     def background(self, lab: netns.Lab) -> None:
         """The vendor default profile: bytes on the peer link; under --long one kill -9 timed too."""
-        bp = BenchPair(lab, lab.base / "vendor", VENDOR)
+        bp = BenchPair(lab, lab.base / "vendor", VENDOR, rng=self.rng("vendor"), runtime_api=False)
         try:
             bp.start(haproxy=False)
             hb = heartbeat_bytes(bp, self.plan.bytes_window_s)
@@ -195,7 +228,7 @@ class Bench:
     # -- keepalived --------------------------------------------------------------------------
     def ka_deaths(self, advert: float) -> Callable[[netns.Lab], None]:
         def run(lab: netns.Lab) -> None:
-            pair = ka.KeepalivedPair(lab, lab.base / "ka", advert)
+            pair = ka.KeepalivedPair(lab, lab.base / "ka", advert, rng=self.rng(f"keepalived deaths {advert:g}"))
             try:
                 refused = pair.check_config("server1")
                 if refused:
@@ -204,6 +237,9 @@ class Bench:
                 pair.start("server2")
                 ka.wait_state(pair, "server1", "MASTER", 15)
                 ka.wait_state(pair, "server2", "BACKUP", 15)
+                # server2 reads as BACKUP before its keepalived has heard a single advert (no event yet): let
+                # it hear several, or the first kill finds it in its start-up wait, not in steady state.
+                time.sleep(max(2.0, 5 * advert))
                 key = f"{advert:g}"
                 if advert == 1.0:
                     from bench.pair import PeerLinkCounter
@@ -213,22 +249,19 @@ class Bench:
                     t0 = time.monotonic()
                     time.sleep(self.plan.ka_bytes_window_s)
                     b1, _ = counter.read()
-                    pids = lab.pids("server2")
+                    pids = pair.keepalived_pids("server2")
                     with self.lock:
                         self.res["keepalived"]["rss_mb"] = round(rss_mb(pids), 1)
                         self.res["keepalived"]["pss_mb"] = round(pss_mb(pids), 1)
                         self.res["keepalived"]["bytes_per_hour_advert_1"] = round(
                             (b1 - b0) * 3600 / (time.monotonic() - t0))
-                runs = []
+                pair.start_apps()
+                runs = self.raw["keepalived_deaths"].setdefault(key, [])  # kept as they come (see kills())
                 for i in range(self.plan.runs):
                     r = ka.death_run(pair)
                     runs.append(r)
-                    self.log(f"[keepalived {key}] kill -9 MASTER #{i + 1}: MASTER {_f(r['master_s'])} s")
-                self.raw["keepalived_deaths"][key] = runs
-                with self.lock:
-                    k = self.res["keepalived"].setdefault(key, {})
-                    k["death_to_master_s"] = summary([r["master_s"] for r in runs])
-                    k["death_to_vip_seen_s"] = summary([r["vip_seen_s"] for r in runs])
+                    self.log(f"[keepalived {key}] kill -9 MASTER #{i + 1} (phase {r['phase_s']:.3f} s): "
+                             f"MASTER {_f(r['master_s'])} s, VIP answered {_f(r['vip_s'])} s")
             finally:
                 pair.stop()
         return run
@@ -260,7 +293,9 @@ class Bench:
             # six at once starved a sprint pair on a 2-core machine already busy with the test suite).
             ours = [(f"deaths {p}", self.deaths(PROFILES[p])) for p in self.profiles]
             theirs = [(f"keepalived deaths {a:g}", self.ka_deaths(a)) for a in ADVERTS]
-            parts = [part for pair in itertools.zip_longest(ours, theirs) for part in pair if part is not None]
+            warm = [(f"warm deaths {p}", self.warm_deaths(PROFILES[p]))
+                    for p in (self.profiles[:plan.warm_profiles] if "warm" in self.variants else [])]
+            parts = [part for trio in itertools.zip_longest(ours, theirs, warm) for part in trio if part is not None]
             if plan.parallel_deaths:
                 with ThreadPoolExecutor(max_workers=2) as pool:
                     list(pool.map(lambda nf: self.part(*nf), parts))
@@ -289,19 +324,33 @@ class Bench:
             p["death_to_active_s"] = summary(col("active_s"))
             p["death_to_cti_s"] = summary(col("cti_s"))
             p["death_to_vip_s"] = summary(col("vip_s"))
+            p["death_to_vip_api_s"] = summary(col("vip_api_s"))
             p["death_to_first_failure_s"] = summary(col("first_failure_s"))
             p["promotion_to_cti_s"] = summary([_minus(r["cti_s"], r["active_s"]) for r in runs])
             p["promotion_to_vip_s"] = summary([_minus(r["vip_s"], r["active_s"]) for r in runs])
+            p["promotion_to_vip_api_s"] = summary([_minus(r["vip_api_s"], r["active_s"]) for r in runs])
             p["promotion_to_cti_spawned_s"] = summary([_minus(r["cti_spawned_s"], r["active_s"]) for r in runs])
             p["cti_spawned_to_registered_s"] = summary([_minus(r["cti_s"], r["cti_spawned_s"]) for r in runs])
+            p["kill_phase_s"] = summary(col("phase_s"))
             p["runs"] = runs
+        for key, runs in self.raw["keepalived_deaths"].items():
+            k = res["keepalived"].setdefault(key, {})
+            k["death_to_master_s"] = summary([r["master_s"] for r in runs])
+            k["death_to_vip_seen_s"] = summary([r["vip_seen_s"] for r in runs])
+            k["death_to_vip_s"] = summary([r["vip_s"] for r in runs])
+            k["runs"] = runs
+        for name, runs in self.raw["warm_deaths"].items():
+            res["profiles"].setdefault(name, {})["warm"] = {
+                "death_to_active_s": summary([r["active_s"] for r in runs]),
+                "death_to_cti_s": summary([r["cti_s"] for r in runs]),
+                "promotion_to_cti_s": summary([_minus(r["cti_s"], r["active_s"]) for r in runs]),
+                "death_to_vip_api_s": summary([r["vip_api_s"] for r in runs]),
+                "runs": runs}
         sw = res["profiles"].get("aggressive", {}).get("switchover")
         if sw:
-            res["switchover"] = {"profile": PROFILES["aggressive"].label(), **{k: sw[k] for k in (
-                "failed_requests", "max_gap_s", "switches", "rate_per_s", "requests")}}
-            res["switchover"]["by_profile"] = {n: {k: p["switchover"][k] for k in (
-                "failed_requests", "max_gap_s", "requests", "median_vip_s")}
-                for n, p in res["profiles"].items() if "switchover" in p}
+            res["switchover"] = {"profile": PROFILES["aggressive"].label(), **{
+                lb: {k: sw[lb][k] for k in ("failed_requests", "max_gap_s", "switches", "rate_per_s", "requests",
+                                            "median_vip_s")} for lb in ("checks", "api") if lb in sw}}
         res["vendor_default"] = {**vendor_computed(res), **res.get("vendor_default", {})}
         deaths: dict[str, list[dict[str, Any]]] = self.raw["deaths"]
         aggressive = deaths.get("aggressive") or next(iter(deaths.values()), [])
@@ -313,6 +362,7 @@ class Bench:
         for _adv, k in res["keepalived"].items():
             if isinstance(k, dict):
                 k.setdefault("false_switches", {})
+        res["client_visible"] = client_visible(res)
         res["machine"]["load_at_end"] = [round(x, 2) for x in load_average()]
         res["duration_s"] = round(took)
         res["loss_window_s"] = plan.loss_window_s
@@ -372,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="first wait up to this long for the 1-minute load to drop below 1.5 (default 600; quick 0)")
     ap.add_argument("--profiles", default=",".join(PROFILES),
                     help=f"which of our profiles to measure, comma-separated (default {','.join(PROFILES)})")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="seed of the kills' random phases (default: a new one, written to latest.json)")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="besides the checks alone, what to measure: told (HS_LB_RUNTIME_API), warm (HS_CTI_MODE); "
+                         "'checks' for neither (a product before issue 15)")
     ap.add_argument("--no-chart", action="store_true")
     ap.add_argument("--keep-logs", action="store_true", help="copy every part's logs to run/bench-logs/")
     args = ap.parse_args(argv)
@@ -394,9 +449,15 @@ def main(argv: list[str] | None = None) -> int:
     ka.apt_install("haproxy", "haproxy", log)
     netns.cleanup_stale()
     wait_for_low_load(1.5, args.wait_load if args.wait_load is not None else (0 if args.quick else 600), log)
-    bench = Bench(plan, args.out, log)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    bench = Bench(plan, args.out, log, seed=seed)
     bench.keep_logs = args.keep_logs
     bench.profiles = [p for p in args.profiles.split(",") if p]
+    bench.variants = [v for v in args.variants.split(",") if v and v != "checks"]
+    if unknown := [v for v in bench.variants if v not in VARIANTS]:
+        print(f"bench: --variants: unknown {', '.join(unknown)} (known: checks, {', '.join(VARIANTS)})",
+              file=sys.stderr)
+        return 2
     if unknown := [p for p in bench.profiles if p not in PROFILES]:
         print(f"bench: --profiles: unknown {', '.join(unknown)} (known: {', '.join(PROFILES)})", file=sys.stderr)
         return 2
@@ -409,10 +470,11 @@ def main(argv: list[str] | None = None) -> int:
         if _git("status", "--porcelain", "--", "hotstandby", "services") else 0,
     }
     bench.res["notes"] = (
-        f"{plan.runs} kills a profile; loss windows {plan.loss_window_s:g} s each, all 9 of ours and 9 of "
-        f"keepalived's combinations, 6 labs side by side; vendor default "
-        f"{'measured once and ' if plan.vendor_measured else ''}computed")
+        f"{plan.runs} kills a profile (cold and warm CTI), each at a random phase (seed {seed}); loss windows "
+        f"{plan.loss_window_s:g} s each, all 9 of ours and 9 of keepalived's combinations, 6 labs side by side; "
+        f"vendor default {'measured once and ' if plan.vendor_measured else ''}computed")
     bench.res["command"] = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    bench.res["variants"] = ["checks", *bench.variants]
     log(f"bench ({plan.mode}): {bench.res['notes']}; machine {bench.res['machine']}")
     res = bench.run()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -433,6 +495,10 @@ def main(argv: list[str] | None = None) -> int:
         md += [f"![failover times and one failover's timeline]({chart.name})", ""]
     (args.out / "latest.md").write_text("\n".join(md))
     log(f"wrote {args.out / 'latest.json'}, {args.out / 'latest.md'}" + (f", {chart}" if chart else ""))
+    if args.out.resolve() == RESULTS.resolve():
+        from bench import readme
+
+        readme.main([])  # the README quotes bench/results/: keep it equal to what was just written
     if res["errors"]:
         print("errors:\n  " + "\n  ".join(res["errors"]), file=sys.stderr)
         return 1

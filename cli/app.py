@@ -378,6 +378,9 @@ def render_haproxy_cmd(vip: Annotated[str | None, typer.Option(help="HOST:PORT o
                        hold_lua: Annotated[str | None, typer.Option(
                            "--hold-lua", help="PATH where `render hold-lua` is installed on the load balancer: "
                            "hold requests while no node is UP instead of answering 503")] = None,
+                       runtime_api: Annotated[str | None, typer.Option(
+                           "--runtime-api", help="HOST:PORT where HAProxy serves its runtime API (admin level; "
+                           "the management network only): the arbiters' HS_LB_RUNTIME_API")] = None,
                        url: UrlOpt = None) -> None:
     """Print a complete haproxy.cfg with checks rendered from the cluster settings."""
     from hotstandby.haproxy import render_haproxy
@@ -385,8 +388,12 @@ def render_haproxy_cmd(vip: Annotated[str | None, typer.Option(help="HOST:PORT o
     if mode not in ("follow-role", "vendor"):
         fail(f"mode: must be follow-role or vendor, not {mode!r}", 2)
     cluster = _cluster_for_render(url)
-    typer.echo(render_haproxy(cluster, vip=vip, app_port=app_port, mode=mode,  # type: ignore[arg-type]
-                              hold_lua=hold_lua), nl=False)
+    try:
+        text = render_haproxy(cluster, vip=vip, app_port=app_port, mode=mode,  # type: ignore[arg-type]
+                              hold_lua=hold_lua, runtime_api=runtime_api)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    typer.echo(text, nl=False)
 
 
 @render_app.command("hold-lua")

@@ -1,7 +1,8 @@
 """``hotstandby demo`` (``make run``): a whole pair, the CTI manager and HAProxy on this machine.
 
 server1 on 127.0.0.11, server2 on 127.0.0.12, the CTI manager simulator on 127.0.0.13:2748,
-HAProxy with the VIP on 127.0.0.10:8080 (stats on :8404), fast profile I = 1 s, T = 1 s, N = 3.
+HAProxy with the VIP on 127.0.0.10:8080 (stats on :8404, runtime API on :9999, which the arbiters call
+at each role change: HS_LB_RUNTIME_API), fast profile I = 1 s, T = 1 s, N = 3.
 Every child runs in its own session, so Ctrl-C reaches only the demo, which then stops them in
 order (HAProxy, the nodes with their graceful handover, the manager) and leaves nothing behind.
 ``kill -HUP <demo pid>`` restarts any node you killed, to watch the failback.
@@ -28,6 +29,7 @@ NODES = {"server1": "127.0.0.11", "server2": "127.0.0.12"}
 MANAGER = "127.0.0.13:2748"
 VIP = "127.0.0.10:8080"
 STATS_PORT = 8404
+RUNTIME_API = "127.0.0.10:9999"
 PROFILE = {"HS_HEARTBEAT_INTERVAL_S": "1", "HS_HEARTBEAT_TIMEOUT_S": "1", "HS_FAILURES_TO_SWITCH": "3"}
 TOKEN = "demo-admin-token"
 PASSED = ("HS_NOTIFY_COMMAND", "HS_NOTIFY_TIMEOUT_S")  # node-local settings the operator may try on the demo
@@ -51,7 +53,7 @@ class Demo:
             "HS_NODE_ID": node_id, "HS_BIND_HOST": NODES[node_id], "HS_DATA_DIR": str(self.dir / node_id),
             "HS_SERVER1_ADDRESS": NODES["server1"], "HS_SERVER2_ADDRESS": NODES["server2"],
             "HS_VIP_ADDRESS": VIP, "HS_PEER_SECRET": "demo-peer-secret", "HS_ADMIN_TOKEN": TOKEN,
-            "HS_CTI_MANAGER_URL": f"http://{MANAGER}",
+            "HS_CTI_MANAGER_URL": f"http://{MANAGER}", "HS_LB_RUNTIME_API": RUNTIME_API,
         }
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -67,6 +69,14 @@ class Demo:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.spawn("cti-manager", [*PY, "cti-manager", "--bind", MANAGER])
         _wait(f"http://{MANAGER}/healthz", "the CTI manager simulator")
+        # HAProxy before the nodes: their first word to its runtime API finds it listening.
+        cluster = ClusterSettings(server1_address=NODES["server1"], server2_address=NODES["server2"],
+                                  vip_address=VIP, heartbeat_interval_s=1, heartbeat_timeout_s=1, failures_to_switch=3)
+        cfg = write_config(self.dir, cluster, vip=VIP, stats_port=STATS_PORT, runtime_api=RUNTIME_API)
+        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        if not Path(haproxy).exists():
+            raise SystemExit("hotstandby demo: haproxy is not installed (make run installs it)")
+        self.spawn("haproxy", [haproxy, "-f", str(cfg), "-db"])
         for node_id in NODES:
             env_file = self.dir / f"{node_id}.env"
             env_file.touch(mode=0o600)
@@ -74,13 +84,6 @@ class Demo:
             self.start_node(node_id)
         for node_id, host in NODES.items():
             _wait(f"http://{host}:8080/healthz", node_id)
-        cluster = ClusterSettings(server1_address=NODES["server1"], server2_address=NODES["server2"],
-                                  vip_address=VIP, heartbeat_interval_s=1, heartbeat_timeout_s=1, failures_to_switch=3)
-        cfg = write_config(self.dir, cluster, vip=VIP, stats_port=STATS_PORT)
-        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        if not Path(haproxy).exists():
-            raise SystemExit("hotstandby demo: haproxy is not installed (make run installs it)")
-        self.spawn("haproxy", [haproxy, "-f", str(cfg), "-db"])
 
     def stop(self) -> None:
         self.stopping = True

@@ -25,6 +25,7 @@ from pathlib import Path
 from string import Template
 from typing import Any, Literal, NamedTuple
 
+from hotstandby import lbruntime
 from hotstandby.settings import ClusterSettings, split_host_port
 
 Mode = Literal["follow-role", "vendor"]
@@ -79,7 +80,7 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def check_timing(cluster: ClusterSettings, mode: Mode = "follow-role") -> CheckTiming:
+def check_timing(cluster: ClusterSettings, mode: Mode = "follow-role", *, told: bool = False) -> CheckTiming:
     """Derive the check parameters from I (interval), T (timeout) and N (failures).
 
     follow-role: the role change has already been confirmed by the arbiters (N probes,
@@ -106,6 +107,12 @@ def check_timing(cluster: ClusterSettings, mode: Mode = "follow-role") -> CheckT
     timeout check = 250 ms. Old node DOWN within 250 + 250 = 500 ms, new node UP
     within 250 + 250 = 500 ms: the VIP follows within 0.5 s (spec: 2 s).
 
+    ``told`` (``--runtime-api``: the arbiters tell HAProxy of each role change): ``fall 2``. The
+    arbiters take the old ACTIVE out themselves; what the checks must not do is throw the new ACTIVE out
+    on a check that was in flight when it was promoted (its 503 predates the role change, and with
+    ``fall 1`` it would mark the node DOWN and cut the requests just sent to it). When a call fails, the
+    checks alone need one more ``fastinter`` to drop the old node.
+
     vendor: the vendor guide verbatim, ``inter = I``, ``timeout = T``,
     ``fall = rise = N``, no separate transition pace.
     """
@@ -115,17 +122,17 @@ def check_timing(cluster: ClusterSettings, mode: Mode = "follow-role") -> CheckT
         n = cluster.failures_to_switch
         return CheckTiming(interval_ms, None, None, timeout_ms, rise=n, fall=n)
     inter = min(max(interval_ms // 4, _INTER_MIN_MS), _INTER_MAX_MS)
-    return CheckTiming(inter, inter, inter, min(timeout_ms, inter), rise=2, fall=1)
+    return CheckTiming(inter, inter, inter, min(timeout_ms, inter), rise=2, fall=2 if told else 1)
 
 
-def hold_ms(cluster: ClusterSettings, mode: Mode = "follow-role") -> int:
+def hold_ms(cluster: ClusterSettings, mode: Mode = "follow-role", *, told: bool = False) -> int:
     """How long HAProxy holds a request while no node is UP: a whole failover (the R1 bound,
     N·I + T + I) plus the load balancer's worst follow, at least 1 s, at most 10 s. A planned
     switchover (R7) needs far less (the target is UP a few check intervals after the old node
     went DOWN); a crash needs the whole window."""
     interval_ms, timeout_ms = _ms(cluster.heartbeat_interval_s), _ms(cluster.heartbeat_timeout_s)
     window = (cluster.failures_to_switch + 1) * interval_ms + timeout_ms
-    return min(max(window + check_timing(cluster, mode).worst_follow_ms(), 1000), _HOLD_MAX_MS)
+    return min(max(window + check_timing(cluster, mode, told=told).worst_follow_ms(), 1000), _HOLD_MAX_MS)
 
 
 def hold_lua() -> str:
@@ -163,7 +170,7 @@ _TEMPLATE = Template(
 # Worst case for the VIP to follow a node change: ${worst_ms} ms.
 global
     log stdout format raw local0 info
-    maxconn 4096$lua_load
+    maxconn 4096$lua_load$runtime_api
 
 defaults
     mode http
@@ -227,6 +234,7 @@ def render_haproxy(
     stats_port: int = 8404,
     tls_ca_file: str | None = None,
     hold_lua: str | None = None,
+    runtime_api: str | None = None,
 ) -> str:
     """A complete haproxy.cfg for this pair; ``haproxy -c -f`` accepts it.
 
@@ -239,6 +247,9 @@ def render_haproxy(
     ``hold_lua``: where :func:`hold_lua`'s source is installed on the load balancer; the config
     then holds requests while no node is UP (:func:`hold_ms`) instead of answering 503, so a
     planned switchover loses none.
+    ``runtime_api``: ``HOST:PORT`` where HAProxy opens its runtime API (admin level, no password: bind it
+    to the management network only) for the arbiters' ``HS_LB_RUNTIME_API``
+    (:mod:`hotstandby.lbruntime`).
     """
     if mode not in MODES:
         raise ValueError(f"mode: must be one of {', '.join(MODES)}")
@@ -250,7 +261,8 @@ def render_haproxy(
     if stats_port == vip_port:
         raise ValueError(f"stats_port: must differ from the VIP port ({vip_port})")
     port = app_port or cluster.monitor_port
-    timing = check_timing(cluster, mode)
+    told = bool(runtime_api) and mode == "follow-role"
+    timing = check_timing(cluster, mode, told=told)
     names = [cluster.server1_address, cluster.server2_address]
     by_name = not all(_is_ip(h) for h in names)
     fast_opts = ""
@@ -258,14 +270,20 @@ def render_haproxy(
         fast_opts += f" fastinter {timing.fastinter_ms}ms"
     if timing.downinter_ms is not None:
         fast_opts += f" downinter {timing.downinter_ms}ms"
+    socket = ""
+    if runtime_api:
+        socket = ("\n    # The arbiters tell HAProxy of a role change at once (HS_LB_RUNTIME_API); the checks stay the"
+                  "\n    # safety net. Admin level and no password: keep this address on the management network."
+                  f"\n    {lbruntime.socket_line(runtime_api)}")
     hold = ""
     if hold_lua:
         hold = ("\n    # No node UP (a switchover or failover in progress): hold the request for one, not a 503."
-                f"\n    http-request lua.hotstandby_hold hotstandby {hold_ms(cluster, mode)} "
+                f"\n    http-request lua.hotstandby_hold hotstandby {hold_ms(cluster, mode, told=told)} "
                 "if { nbsrv(hotstandby) eq 0 }")
     return _TEMPLATE.substitute(
         mode=mode,
         lua_load=f"\n    lua-load {hold_lua}" if hold_lua else "",
+        runtime_api=socket,
         hold=hold,
         connect_ms=min(max(timing.inter_ms, 100), 1000),
         interval_s=f"{cluster.heartbeat_interval_s:g}",

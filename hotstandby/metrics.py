@@ -53,6 +53,9 @@ class ArbiterMetrics:
                                      "events that could not be queued)", n, registry=r)
         self.hook_pending = Gauge("hotstandby_hook_pending", "Events waiting in the outbox for HS_NOTIFY_COMMAND",
                                   n, registry=r)
+        self.lb_calls = Counter("hotstandby_lb_runtime_api_calls",
+                                "Calls to the load balancers' runtime API (HS_LB_RUNTIME_API), by result",
+                                ["node", "result"], registry=r)
         self.tick_seconds = Histogram("hotstandby_tick_seconds", "Duration of one heartbeat tick", n,
                                       buckets=PROBE_BUCKETS, registry=r)
         self.peer_role = Gauge("hotstandby_peer_role", "The peer's role as it last reported it: 1 ACTIVE, "
@@ -81,6 +84,8 @@ class ArbiterMetrics:
             self.auth_rejections.labels(node, kind)
         for source in ("local", "peer"):
             self.config_changes.labels(node, source)
+        for result in ("ok", "failed"):
+            self.lb_calls.labels(node, result)
         for h in (self.probe_seconds, self.tick_seconds):  # scraped before the first probe, too
             h.labels(node)
 

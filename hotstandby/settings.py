@@ -166,6 +166,9 @@ class NodeSettings(BaseModel):
     cti_manager_url: str = ""
     cti_ports: int = Field(default=2, ge=0, le=10000)
     cti_devices: int = Field(default=2, ge=0, le=10000)
+    # cold: CTI starts on promotion (R9). warm: it runs idle on both nodes and registers on promotion.
+    cti_mode: Literal["cold", "warm"] = "cold"
+    lb_runtime_api: str = ""  # HOST:PORT[,HOST:PORT]: HAProxy runtime APIs told of role changes; empty: off
     cluster_name: str = "hotstandby"
     witness_url: str = ""
     tls_cert_file: str = ""
@@ -202,6 +205,18 @@ class NodeSettings(BaseModel):
                 raise ValueError(f"{item!r}: each endpoint must be http://host:port or https://host:port")
             split_host_port(rest.rsplit("@", 1)[-1], default_port=2379)
         return ",".join(items)
+
+    @field_validator("cti_mode", mode="before")
+    @classmethod
+    def _cti_mode(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("lb_runtime_api")
+    @classmethod
+    def _lb_runtime_api(cls, v: str) -> str:
+        from hotstandby.lbruntime import parse_endpoints  # it reads host:port with split_host_port, above
+
+        return ",".join(str(ep) for ep in parse_endpoints(v))
 
     @property
     def peer_id(self) -> str:

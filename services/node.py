@@ -154,7 +154,8 @@ def _supervisor(n: Node) -> CtiSupervisor:
                                peer_role=state.peer.role.value if state.peer else ""))
 
     return CtiSupervisor(cti_command(n.node), env=cti_env(n.node),
-                         restart_delay=lambda: n.config.current.heartbeat_interval_s, on_event=event)
+                         restart_delay=lambda: n.config.current.heartbeat_interval_s, on_event=event,
+                         warm=n.node.cti_mode == "warm")
 
 
 def _self_check(n: Node) -> Callable[[], str | None]:

@@ -42,6 +42,7 @@ from services.arbiter.commands import Commands, SwitchRefused
 from services.arbiter.config import ConfigBook
 from services.arbiter.exchange import Exchange
 from services.arbiter.journal import Journal
+from services.arbiter.lbclient import for_node as load_balancers
 from services.arbiter.lease import Lease
 from services.arbiter.memory import Memory
 from services.arbiter.peer import PeerClient
@@ -74,7 +75,8 @@ class Arbiter:
         self.mem = Memory(node=node, config=config, ftlog=ftlog, metrics=metrics, state=state, clock=clock, wall=wall,
                           journal=journal)
         self.lease = Lease(self.mem, witness)
-        self.roles = Roles(self.mem, store=store, cti=cti, lease=self.lease, peer=peer)
+        self.lb = load_balancers(self.mem)  # HS_LB_RUNTIME_API; None: the health checks alone move the VIP
+        self.roles = Roles(self.mem, store=store, cti=cti, lease=self.lease, peer=peer, lb=self.lb)
         self.exchange = Exchange(self.mem, peer=peer, hlc=hlc, store=store, cti=cti, lease=self.lease,
                                  wake=self.wake, maint_version=maint_version)
         self.commands = Commands(self.mem, roles=self.roles, exchange=self.exchange, peer=peer, cti=cti)
@@ -105,6 +107,8 @@ class Arbiter:
     # -- the loop ----------------------------------------------------------------------------
     async def run(self) -> None:
         """Wait for the next tick (or a wake-up), run it, repeat until stopped."""
+        if self.lb:
+            self.lb.role_changed(self.mem.state.role)  # a restarted node: whatever it left on the LB, undone
         keeper = asyncio.create_task(self.lease.keep_alive()) if self.witness is not None else None
         try:
             await self._loop()
@@ -147,6 +151,8 @@ class Arbiter:
         before = mem.version
         started = self.clock()
         await asyncio.to_thread(self._check_store)  # an fsync must not stall the loop and its HTTP
+        if self.lb:
+            self.lb.retry()  # a load balancer that missed our last role change hears it again
         probe, exchanged, lan, vip, _ = await asyncio.gather(
             self.peer.probe(), self.exchange.exchange_full(cfg), probes.lan_ok(cfg), self.vip.where(cfg),
             self.lease.renew(cfg),
@@ -203,6 +209,8 @@ class Arbiter:
         self._stopping = True
         self.wake()
         await self.commands.shutdown()
+        if self.lb:
+            await self.lb.settle(0.5)  # the demotion's word to the load balancers, before the process goes
 
     async def switch(self, target: str, *, force: bool, who: str) -> NodeState:
         return await self.commands.switch(target, force=force, who=who)

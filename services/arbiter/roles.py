@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from hotstandby import lbruntime
 from hotstandby.carry import (
     Adopt,
     Answer,
@@ -27,12 +28,14 @@ from hotstandby.carry import (
 )
 from hotstandby.model import Plan, ReleaseKey, Role, StartCti, StopCti
 from hotstandby.store import Store, StoreError
+from services.arbiter.lbclient import LoadBalancers
 from services.arbiter.lease import Lease
 from services.arbiter.memory import Memory
 from services.arbiter.peer import PeerClient
 from services.arbiter.status import update_gauges
 
 log = logging.getLogger("hotstandby.arbiter")
+LB_HEAD_START_S = 0.05  # how long a promotion waits for its load balancers before starting CTI
 
 
 class CtiControl(Protocol):
@@ -47,8 +50,10 @@ class CtiControl(Protocol):
 
 
 class Roles:
-    def __init__(self, mem: Memory, *, store: Store, cti: CtiControl, lease: Lease, peer: PeerClient) -> None:
+    def __init__(self, mem: Memory, *, store: Store, cti: CtiControl, lease: Lease, peer: PeerClient,
+                 lb: LoadBalancers | None = None) -> None:
         self.mem, self.store, self.cti, self.lease, self.peer = mem, store, cti, lease, peer
+        self.lb = lb  # HS_LB_RUNTIME_API: told of every role change once it is durable
 
     async def carry_out(self, plan: Plan) -> Outcome:
         """Every step of ``plan``, in order; the outcome says what was done or why not."""
@@ -72,8 +77,12 @@ class Roles:
             if not (e.once and e.line == mem.last_reason):  # once per streak, not once a tick
                 mem.say(e.line)
         elif isinstance(e, Adopt):
-            self._adopt(e)
+            await self._adopt(e)
         elif isinstance(e, Persist):
+            if self.lb and lbruntime.planned_demotion(mem.state, e.decision):
+                # No new request to us, and the ones in flight finish before we step down.
+                cfg = mem.cluster
+                await self.lb.drain(lbruntime.drain_bound_s(cfg.heartbeat_interval_s, cfg.heartbeat_timeout_s))
             try:  # the role, with its history line and hook event when the role changes (one transaction)
                 journal = mem.journal.role_change(mem.state, e.decision, mem.wall())
                 self.store.save_role(node_id=mem.node.node_id, role=e.state.role, epoch=e.state.epoch,
@@ -99,15 +108,21 @@ class Roles:
             return await self.lease.reassert(e.epoch)
         return None
 
-    def _adopt(self, e: Adopt) -> None:
+    async def _adopt(self, e: Adopt) -> None:
         mem = self.mem
         old, new = mem.state, e.decision.state
         mem.state = new
         if e.durable:
             mem.version += 1
         if new.role is not old.role:
-            mem.role_since = mem.wall()
+            mem.role_since = mem.wall()  # the role took effect now; the load balancers hear of it after
             mem.metrics.role_changes.labels(mem.node.node_id, new.role.value, new.cause.value).inc()
+            if self.lb:
+                self.lb.role_changed(new.role)  # the role is durable: tell the load balancers now
+                if new.role is Role.ACTIVE:
+                    # The VIP first (a local call takes a few ms), then CTI: a cold start's fork would hold
+                    # the loop meanwhile. Never longer than LB_HEAD_START_S; the rest goes on in the background.
+                    await self.lb.settle(LB_HEAD_START_S)
         update_gauges(mem)
 
     async def _ask(self, e: Ask) -> Answer:

@@ -9,6 +9,20 @@ Output contract, one flushed line each, in this order:
     HS-CTI port <k>/<ports>
     HS-CTI device <k>/<devices>
     HS-CTI READY
+
+Warm mode (``--warm``, or ``HS_CTI_MODE=warm`` in its environment: the node's ``HS_CTI_MODE=warm``) is
+the vendor's "CTI server on both servers, switched between active and idle". The process starts idle,
+unregistered, and takes its orders one line at a time on standard input:
+
+    supervisor -> CTI server (stdin)        CTI server -> supervisor (stdout)
+                                            HS-CTI IDLE            up, idle, registered nowhere
+    ACTIVE <epoch>                          HS-CTI port/device k/n lines, then HS-CTI READY once registered
+    STANDBY                                 HS-CTI IDLE            once unregistered (before it says so)
+
+End of input (the supervisor is gone) or SIGTERM/SIGINT: unregister if registered, exit 0. An
+operator's own CTI server implements the same few lines to run in warm mode; the supervisor refuses
+(kills) a warm child that never says IDLE or says READY unasked, because it could not keep R9's
+"never registered on a STANDBY" with it.
 """
 
 from __future__ import annotations
@@ -106,13 +120,13 @@ class _ManagerLink:
     def __init__(self, url: str, *, node_id: str, epoch: int, ports: int, devices: int) -> None:
         self._http = _Http(url)
         self._node_id = node_id
-        self._epoch = epoch
+        self.epoch = epoch
         self._ports = ports
         self._devices = devices
         self.registered = False
 
     def _ident(self) -> dict[str, str | int]:
-        return {"node_id": self._node_id, "epoch": self._epoch}
+        return {"node_id": self._node_id, "epoch": self.epoch}
 
     async def register(self) -> bool:
         body = {**self._ident(), "ports": self._ports, "devices": self._devices}
@@ -167,50 +181,129 @@ async def run(
     out: TextIO = sys.stdout,
     stop: asyncio.Event | None = None,
     exit_with_parent: bool = False,
+    orders: asyncio.StreamReader | None = None,
 ) -> int:
     """Come up like a CTI server, hold a manager registration until SIGTERM/SIGINT, return 0.
 
     `stop` is the seam for running it in-process: set it instead of sending a signal.
     `exit_with_parent` stops the simulator when its parent process goes away (reparenting),
     a second line of defence behind the supervisor for "CTI never outlives its node".
+    `orders`: warm mode (module docstring), the supervisor's lines; None is cold mode.
     """
     stop = stop if stop is not None else asyncio.Event()
     _install_signal_handlers(stop)
-    parent = os.getppid()
     link = (
         _ManagerLink(manager_url, node_id=node_id, epoch=epoch, ports=ports, devices=devices)
         if manager_url
         else None
     )
+    cti = _Cti(link, ports=ports, devices=devices, out=out, stop=stop, exit_with_parent=exit_with_parent)
     try:
-        for kind, count in (("port", ports), ("device", devices)):
-            for k in range(1, count + 1):
-                if await _pause(stop, REGISTRATION_S):
-                    return 0
-                _say(out, f"HS-CTI {kind} {k}/{count}")
-        if link is not None:
-            await link.register()
-        _say(out, "HS-CTI READY")
-
-        loop = asyncio.get_running_loop()
-        due = loop.time()
-        while True:
-            due += KEEPALIVE_INTERVAL_S
-            if await _pause(stop, due - loop.time()):
-                break
-            if exit_with_parent and os.getppid() != parent:
-                break
-            if link is not None:
-                await link.keepalive()
-            if due < loop.time():
-                # A slow manager made us late: resume the cadence from now rather than burst.
-                due = loop.time()
-        if link is not None:
-            await link.unregister()
+        if orders is None:
+            if await cti.come_up():
+                await cti.hold(stop)
+        else:
+            await _warm(cti, orders, stop)
+        await cti.go_idle()
         return 0
     finally:
         if link is not None:
             await link.aclose()
+
+
+class _Cti:
+    """One CTI server's registration: come up (ports, devices, manager), hold it, let it go."""
+
+    def __init__(self, link: _ManagerLink | None, *, ports: int, devices: int, out: TextIO, stop: asyncio.Event,
+                 exit_with_parent: bool) -> None:
+        self.link, self.ports, self.devices, self.out, self.stop = link, ports, devices, out, stop
+        self.parent = os.getppid() if exit_with_parent else None
+        self.active = False
+
+    async def come_up(self, abort: asyncio.Event | None = None) -> bool:
+        """Ports, devices (0.2 s each), the manager, READY; False when stopped or aborted on the way."""
+        abort = abort or self.stop
+        for kind, count in (("port", self.ports), ("device", self.devices)):
+            for k in range(1, count + 1):
+                if await _pause(abort, REGISTRATION_S):
+                    return False
+                _say(self.out, f"HS-CTI {kind} {k}/{count}")
+        self.active = True
+        if self.link is not None:
+            await self.link.register()
+        _say(self.out, "HS-CTI READY")
+        return True
+
+    async def hold(self, until: asyncio.Event) -> None:
+        """Keepalives every KEEPALIVE_INTERVAL_S until ``until`` is set (or the parent is gone)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            due += KEEPALIVE_INTERVAL_S
+            if await _pause(until, due - loop.time()):
+                return
+            if self.parent is not None and os.getppid() != self.parent:
+                return
+            if self.link is not None:
+                await self.link.keepalive()
+            if due < loop.time():
+                # A slow manager made us late: resume the cadence from now rather than burst.
+                due = loop.time()
+
+    async def go_idle(self) -> None:
+        if self.active and self.link is not None:
+            await self.link.unregister()
+        self.active = False
+
+
+async def _warm(cti: _Cti, orders: asyncio.StreamReader, stop: asyncio.Event) -> None:
+    """Idle until told ACTIVE, registered until told STANDBY; done at end of input or on a stop."""
+    _say(cti.out, "HS-CTI IDLE")
+    serving: asyncio.Task[None] | None = None
+    standby = asyncio.Event()
+
+    async def serve(epoch: int) -> None:
+        if cti.link is not None:
+            cti.link.epoch = epoch
+        if await cti.come_up(standby):
+            await cti.hold(standby)
+
+    async def next_line() -> bytes:
+        return await orders.readline()
+
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        while True:
+            reading = asyncio.ensure_future(next_line())
+            await asyncio.wait({reading, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not reading.done():
+                reading.cancel()
+                return
+            words = reading.result().decode("utf-8", "replace").split()
+            if not words:  # end of input: the supervisor is gone
+                return
+            if words[0] == "ACTIVE" and len(words) == 2 and words[1].isdigit() and serving is None:
+                standby.clear()
+                serving = asyncio.create_task(serve(int(words[1])))
+            elif words[0] == "STANDBY":
+                if serving is not None:
+                    standby.set()
+                    await serving
+                    serving = None
+                await cti.go_idle()
+                _say(cti.out, "HS-CTI IDLE")
+    finally:
+        stopped.cancel()
+        if serving is not None:
+            standby.set()
+            await serving
+
+
+async def _stdin_reader() -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -227,6 +320,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     # A string default goes through `type`, so a bad HS_EPOCH is refused like a bad --epoch.
     p.add_argument("--epoch", type=int, default=env.get("HS_EPOCH") or "0", help="env HS_EPOCH")
     p.add_argument(
+        "--warm",
+        action="store_true",
+        default=env.get("HS_CTI_MODE", "").strip().lower() == "warm",
+        help="start idle and take ACTIVE/STANDBY orders on stdin (env HS_CTI_MODE=warm)",
+    )
+    p.add_argument(
         "--exit-with-parent",
         action="store_true",
         help="stop when the parent process goes away (belt and braces for the supervisor)",
@@ -240,16 +339,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.ports < 0 or args.devices < 0:
         print("cti-sim: --ports and --devices must be >= 0", file=sys.stderr)
         return 2
-    return asyncio.run(
-        run(
+    async def main_async() -> int:
+        return await run(
             node_id=args.node_id,
             epoch=args.epoch,
             ports=args.ports,
             devices=args.devices,
             manager_url=args.manager_url,
             exit_with_parent=args.exit_with_parent,
+            orders=await _stdin_reader() if args.warm else None,
         )
-    )
+
+    return asyncio.run(main_async())
 
 
 if __name__ == "__main__":

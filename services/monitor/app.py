@@ -117,7 +117,8 @@ def create_app(ctx: MonitorContext) -> FastAPI:
 
     def cti_state() -> dict[str, Any]:
         snap = ctx.cti.supervisor.snapshot()
-        return {k: snap.get(k) for k in CTI_FIELDS} | {"held": ctx.cti.held}
+        warm = {k: snap[k] for k in ("mode", "idle") if k in snap}  # HS_CTI_MODE=warm only
+        return {k: snap.get(k) for k in CTI_FIELDS} | {"held": ctx.cti.held} | warm
 
     @app.get("/cti", tags=["cti"], operation_id="getCti", response_model=CtiState, **answers)
     def cti() -> dict[str, Any]:

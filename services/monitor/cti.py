@@ -3,7 +3,8 @@
 The arbiter commits a role, then asks for convergence; the node also converges on a timer
 (services/node.py) so that, when the two services run as separate processes, the CTI server still
 follows the role committed in the shared database. An operator's ``/cti/stop`` holds CTI stopped
-until ``/cti/start`` or the next promotion.
+until ``/cti/start`` or the next promotion. In warm mode (``HS_CTI_MODE=warm``) a STANDBY keeps the CTI
+process idle and unregistered instead of stopped; an operator's hold still stops it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from hotstandby.model import Role
 
 
 class Supervisor(Protocol):
+    warm: bool
+
     async def start(self, *, epoch: int) -> None: ...
+    async def idle(self, reason: str = "") -> None: ...
     async def stop(self, reason: str = "") -> None: ...
     async def restart(self, reason: str, *, counted: bool = True) -> None: ...
     def snapshot(self) -> dict[str, Any]: ...
@@ -44,12 +48,15 @@ class CtiService:
             if role is Role.ACTIVE and self._last_role is not Role.ACTIVE:
                 self.held = False  # a promotion always starts CTI, whatever an operator held before
             self._last_role = role
-            want = role is Role.ACTIVE and not self.held
-            running = self.supervisor.snapshot().get("desired") == "running"
-            if want and not running:
-                await self.supervisor.start(epoch=epoch)
-            elif not want and running:
-                await self.supervisor.stop("held by operator" if self.held else "node is STANDBY")
+            desired = self.supervisor.snapshot().get("desired")
+            if role is Role.ACTIVE and not self.held:
+                if desired != "running":
+                    await self.supervisor.start(epoch=epoch)
+            elif self.held or not self.supervisor.warm:
+                if desired != "stopped":
+                    await self.supervisor.stop("held by operator" if self.held else "node is STANDBY")
+            elif desired != "idle":
+                await self.supervisor.idle("node is STANDBY")
 
     async def start(self) -> None:
         if self._role()[0] is not Role.ACTIVE:

@@ -18,6 +18,15 @@ What it guarantees, and how:
 Readiness: the bundled simulator prints `HS-CTI port k/N`, `HS-CTI device k/M`, `HS-CTI READY`
 on stdout. A program that never prints any `HS-CTI` line counts as running once it stayed alive
 for `ALIVE_READY_S`.
+
+Warm mode (`warm=True`, the node's `HS_CTI_MODE=warm`): the process runs on the STANDBY too, idle and
+unregistered (desired=idle), and is told `ACTIVE <epoch>` / `STANDBY` on its stdin (the protocol is in
+services/ctisim/sim.py). `start` activates it (spawning it first when none runs), `idle` deactivates it
+and returns once it said `HS-CTI IDLE` (unregistered), or kills it after `stop_grace_s` and spawns a
+fresh idle one: a STANDBY never keeps a registered CTI server. A warm child that never says IDLE, or says
+READY unasked, is killed (it cannot be kept unregistered). The watchdog and the daily restart cover the
+idle process as well; `stop` ends the process as in cold mode. The child also sees the end of its stdin
+when the node dies, besides the parent-death signal.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ log = logging.getLogger("hotstandby.cti")
 
 PROTOCOL_PREFIX = "HS-CTI"
 ALIVE_READY_S = 1.0  # a program without the HS-CTI protocol is "running" after this long alive
+WARM_IDLE_S = 5.0  # warm mode: a child that has not said HS-CTI IDLE this long after its start is killed
 BACKOFF_FIRST_S = 0.1  # second exit in a row; doubles from there, capped at restart_delay()
 BACKOFF_RESET_UPTIME_S = 10.0  # a child that stayed up this long starts the backoff afresh
 FAILED_AFTER_EXITS = 5  # exits in a row without reaching READY before the state is `failed`
@@ -123,6 +133,11 @@ class _Child:
         self.ports = 0
         self.devices = 0
         self.expected_exit = False  # set by stop/restart before they signal it
+        # Warm mode: starting (no IDLE yet), idle, activating (ACTIVE sent), deactivating (STANDBY sent).
+        self.phase: Literal["starting", "idle", "activating", "deactivating"] = "starting"
+        self.idle_ack: asyncio.Future[None] | None = None  # resolved by the IDLE that answers STANDBY
+        self.coming_up_since = started_at  # the spawn, or (warm) the ACTIVE order: READY is due after it
+        self.violation: str | None = None  # why a warm child was killed for breaking the protocol
 
 
 class CtiSupervisor:
@@ -140,6 +155,8 @@ class CtiSupervisor:
         wall: Callable[[], datetime] = datetime.now,
         daily_check_s: float = DAILY_CHECK_S,
         starting_grace_s: float = STARTING_GRACE_S,
+        warm: bool = False,
+        warm_idle_s: float = WARM_IDLE_S,
     ) -> None:
         if not command:
             raise ValueError("CTI command is empty")
@@ -152,9 +169,11 @@ class CtiSupervisor:
         self._clock = clock
         self._wall = wall
         self._daily_check_s = daily_check_s
+        self.warm = warm
+        self._warm_idle_s = warm_idle_s
 
         self._lock = asyncio.Lock()
-        self._desired: Literal["running", "stopped"] = "stopped"
+        self._desired: Literal["running", "idle", "stopped"] = "stopped"
         self._epoch: int | None = None
         self._child: _Child | None = None
         self._gen = 0  # bumped by every start/stop/restart call: stale respawns see it and give up
@@ -185,6 +204,8 @@ class CtiSupervisor:
             return "running"
         if self._failed:
             return "failed"  # stays `failed` through retries until one reaches READY
+        if self._desired == "idle":
+            return "stopped"  # warm STANDBY: the process idles, the CTI server is not serving
         if child is not None or self._desired == "running":
             return "starting"  # spawned, or an exit whose respawn is pending
         return "stopped"
@@ -208,13 +229,15 @@ class CtiSupervisor:
             "last_error": self._last_error,
             "desired": self._desired,
             "epoch": child.epoch if child is not None else self._epoch,
-        }
+        } | ({"mode": "warm", "idle": child is not None and child.phase == "idle"} if self.warm else {})
 
     def self_check(self) -> str | None:
         """None when healthy (stopped, or running); else a short reason for IPSWS=ERROR. A CTI that
         failed on its last start stays unhealthy while stopped, until a start reaches READY (or the
         node restarts): with switch_on_application_error the peer must not fail back to it."""
-        if self._desired == "stopped":
+        if self._desired == "idle" and self._failed:
+            return f"idle CTI server failed: {self._last_error}"
+        if self._desired != "running":
             return f"CTI server failed on its last start: {self._failed_start}" if self._failed_start else None
         state = self.state
         if state == "running":
@@ -226,7 +249,7 @@ class CtiSupervisor:
             # Coming up (0.2 s a port and a device) is progress, not an application error: a peer
             # probing IPSWS would otherwise take ACTIVE back mid-startup, and the pair ping-pongs
             # whenever the CTI startup outlasts N·I. A start that never reaches READY still shows.
-            starting_for = self._clock() - child.started_at
+            starting_for = self._clock() - child.coming_up_since
             if starting_for <= self._starting_grace_s:
                 return None
             return f"CTI server starting for {starting_for:.0f} s without READY"
@@ -245,7 +268,10 @@ class CtiSupervisor:
             self._epoch = epoch
             self._ensure_daily_task()
             if self._child is not None:
-                # Already running (an older epoch keeps running: a promotion is not a restart).
+                # Already running (an older epoch keeps running: a promotion is not a restart); a warm
+                # idle one is activated now, or as soon as it says IDLE.
+                if self.warm:
+                    self._activate(self._child)
                 return
             # A promotion is a fresh attempt: forget the previous backoff and failure streak.
             self._backoff_step = 0
@@ -254,9 +280,37 @@ class CtiSupervisor:
             if child is not None:
                 self._event(f"CTI server started, pid {child.pid}, epoch {epoch}")
 
+    async def idle(self, reason: str = "") -> None:
+        """Warm mode: desired=idle. A registered child is told STANDBY and answers IDLE (unregistered)
+        within stop_grace_s, or is killed and replaced by a fresh idle one; with no child, one is
+        spawned. Returns once no registered CTI server is left on this node."""
+        if not self.warm:
+            raise RuntimeError("idle() is for warm mode; cold mode stops the CTI server")
+        if self._closed:
+            raise RuntimeError("CTI supervisor is closed")
+        self._gen += 1
+        self._cancel_sleeping_respawn()
+        async with self._lock:
+            self._desired = "idle"
+            self._ensure_daily_task()
+            child = self._child
+            if child is None:
+                self._backoff_step = 0
+                self._exits_unready = 0
+                new = await self._spawn_locked()
+                if new is not None:
+                    self._event(f"CTI server started idle (warm), pid {new.pid}")
+                return
+            if child.phase != "activating":
+                return  # idle already, or still coming up (it is not told ACTIVE now)
+            words = "CTI server deactivated" + (f" ({reason})" if reason else "")
+            if not await self._deactivate_locked(child):
+                words += f"; it did not go idle within {self._stop_grace_s:g} s and was replaced"
+            self._event(words)
+
     async def stop(self, reason: str = "") -> None:
         """desired=stopped; SIGTERM the group, SIGKILL after stop_grace_s; returns once reaped."""
-        was_wanted = self._desired == "running" or self._child is not None
+        was_wanted = self._desired != "stopped" or self._child is not None
         # Before waiting for the lock: an exit noticed meanwhile must not schedule a respawn.
         self._desired = "stopped"
         self._gen += 1
@@ -283,7 +337,7 @@ class CtiSupervisor:
         self._gen += 1
         self._cancel_sleeping_respawn()
         async with self._lock:
-            if self._desired != "running" or self._epoch is None:
+            if not self._may_run():
                 log.warning("CTI restart (%s) ignored: CTI is not meant to run on this node", reason)
                 return
             child = self._child
@@ -295,7 +349,8 @@ class CtiSupervisor:
             if new is not None:
                 if counted:
                     self._restarts += 1
-                self._event(f"CTI server restarted ({reason}), pid {new.pid}, epoch {new.epoch}")
+                self._event(f"CTI server restarted ({reason}), pid {new.pid}, "
+                            + ("idle (warm)" if self._desired == "idle" else f"epoch {new.epoch}"))
 
     def set_daily_restart(self, hhmm: str) -> None:
         """Empty disables; "HH:MM" (local wall time) restarts a running CTI server once a day then."""
@@ -318,7 +373,7 @@ class CtiSupervisor:
             return False
         # Marked even when CTI is not running: a promotion inside that minute needs no restart.
         self._daily_done = key
-        if self._desired != "running":
+        if not self._may_run():
             return False
         await self.restart(f"daily restart at {target}")
         return True
@@ -347,15 +402,68 @@ class CtiSupervisor:
         except Exception:
             log.exception("CTI on_event callback failed")
 
+    def _may_run(self) -> bool:
+        """A process belongs on this node: desired running (with an epoch), or warm and idle."""
+        return (self._desired == "running" and self._epoch is not None) or self._desired == "idle"
+
     def _child_env(self, epoch: int) -> dict[str, str]:
         env = dict(self._env) if self._env is not None else dict(os.environ)
         env["HS_EPOCH"] = str(epoch)
+        if self.warm:
+            env["HS_CTI_MODE"] = "warm"
         return env
+
+    def _tell(self, child: _Child, line: str) -> bool:
+        """Write one order to a warm child's stdin; False when it cannot take it (gone, pipe closed)."""
+        pipe = child.transport.get_pipe_transport(0) if child.transport is not None else None
+        if not isinstance(pipe, asyncio.WriteTransport) or pipe.is_closing():
+            return False
+        pipe.write(f"{line}\n".encode())
+        return True
+
+    def _activate(self, child: _Child) -> None:
+        """Tell an idle warm child ACTIVE (the current epoch); one that is not idle yet is told on IDLE."""
+        if child.phase != "idle" or child is not self._child or self._desired != "running" or self._epoch is None:
+            return
+        child.epoch = self._epoch
+        child.phase = "activating"
+        child.coming_up_since = self._clock()
+        if self._tell(child, f"ACTIVE {self._epoch}"):
+            self._event(f"CTI server activated, pid {child.pid}, epoch {self._epoch}")
+        else:
+            log.warning("cannot tell CTI server %d to become ACTIVE: its stdin is closed", child.pid)
+
+    async def _deactivate_locked(self, child: _Child) -> bool:
+        """STANDBY to a warm child; True once it said IDLE. Otherwise (no answer within stop_grace_s, or it
+        exited) it is killed and, while desired=idle, a fresh idle child takes its place."""
+        assert child.protocol is not None
+        child.ready = False
+        child.phase = "deactivating"
+        ack = child.idle_ack = asyncio.get_running_loop().create_future()
+        if self._tell(child, "STANDBY"):
+            await asyncio.wait({ack, child.protocol.exited}, timeout=self._stop_grace_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        if ack.done():
+            return True
+        await self._terminate_locked(child)
+        if self._desired == "idle" and self._child is None:
+            await self._spawn_locked()
+        return False
+
+    def _warm_violation(self, child: _Child, what: str) -> None:
+        """A warm child that breaks the protocol could register on a STANDBY: kill it (the watchdog
+        counts it as an exit that never came up)."""
+        if child.expected_exit or child is not self._child:
+            return
+        child.violation = f"warm mode: the CTI server {what}"
+        self._event(f"CTI server killed: {child.violation}")
+        signal_group(child.pid, signal.SIGKILL)
 
     async def _spawn_locked(self) -> _Child | None:
         """Spawn one child (caller holds the lock). None when it cannot even be started."""
-        assert self._epoch is not None
-        child = _Child(self._epoch, self._clock())
+        assert self._epoch is not None or self.warm
+        epoch = self._epoch if self._epoch is not None else 0
+        child = _Child(epoch, self._clock())
         program = self._command[0]
         try:
             transport, protocol = await asyncio.get_running_loop().subprocess_exec(
@@ -363,10 +471,10 @@ class CtiSupervisor:
                     lambda pid: setattr(child, "pid", pid), lambda fd, line: self._on_line(child, fd, line)
                 ),
                 *self._command,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if self.warm else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=self._child_env(self._epoch),
+                env=self._child_env(epoch),
                 start_new_session=True,
                 preexec_fn=die_with_parent(os.getpid()),
             )
@@ -388,6 +496,8 @@ class CtiSupervisor:
             # READY arrived while the spawn was still being set up (a fast child): honour it now,
             # after the caller has announced the start.
             asyncio.get_running_loop().call_soon(self._mark_ready, child)
+        if child.phase == "idle":
+            asyncio.get_running_loop().call_soon(self._activate, child)  # IDLE came just as fast
         return child
 
     def _spawn_failed(self, reason: str) -> None:
@@ -425,7 +535,9 @@ class CtiSupervisor:
         if fd == 1 and line.startswith(PROTOCOL_PREFIX):
             child.saw_protocol = True
             rest = line[len(PROTOCOL_PREFIX) :].strip()
-            if rest == "READY":
+            if self.warm and rest in ("READY", "IDLE"):
+                self._on_warm_line(child, rest)
+            elif rest == "READY":
                 child.ready_line = True
                 self._mark_ready(child)
             elif match := _COUNT_LINE.fullmatch(rest):
@@ -436,6 +548,26 @@ class CtiSupervisor:
             log.debug("cti[%d] %s", child.pid, line)
             return
         log.info("cti[%d] %s%s", child.pid, "" if fd == 1 else "stderr: ", line)
+
+    def _on_warm_line(self, child: _Child, word: str) -> None:
+        if word == "IDLE":
+            was = child.phase
+            child.phase = "idle"
+            child.ready = False
+            child.ports = child.devices = 0
+            if child.idle_ack is not None and not child.idle_ack.done():
+                child.idle_ack.set_result(None)
+            if was == "starting" and child is self._child:
+                if self._failed:
+                    self._event(f"CTI server idle again, pid {child.pid} (recovered from: {self._last_error})")
+                self._failed = False
+                self._exits_unready = 0
+            self._activate(child)
+        elif child.phase == "activating":
+            child.ready_line = True
+            self._mark_ready(child)
+        elif child.phase != "deactivating":  # a READY that crossed our STANDBY is stale, not a violation
+            self._warm_violation(child, "said READY without being told ACTIVE")
 
     def _mark_ready(self, child: _Child) -> None:
         if child.ready or child is not self._child or child.expected_exit:
@@ -456,9 +588,14 @@ class CtiSupervisor:
         """Follows one child from spawn to reaping: readiness fallback, exit, group sweep, drain."""
         assert child.protocol is not None and child.transport is not None
         exited = child.protocol.exited
-        done, _ = await asyncio.wait({exited}, timeout=ALIVE_READY_S)
-        if not done and not child.saw_protocol:
-            self._mark_ready(child)
+        if self.warm:
+            done, _ = await asyncio.wait({exited}, timeout=self._warm_idle_s)
+            if not done and child.phase == "starting":
+                self._warm_violation(child, f"did not say HS-CTI IDLE within {self._warm_idle_s:g} s of its start")
+        else:
+            done, _ = await asyncio.wait({exited}, timeout=ALIVE_READY_S)
+            if not done and not child.saw_protocol:
+                self._mark_ready(child)
         await exited
         returncode = child.transport.get_returncode()
         # Whatever the CTI server left in its group must not outlive it either.
@@ -475,14 +612,14 @@ class CtiSupervisor:
         if child is not self._child:
             return
         self._child = None
-        what = describe_exit(returncode)
+        what = child.violation or describe_exit(returncode)
         self._last_error = what
-        if self._desired != "running":
+        if not self._may_run():
             self._event(f"CTI server {what}")
             return
         if self._clock() - child.started_at >= BACKOFF_RESET_UPTIME_S:
             self._backoff_step = 0
-        if not child.ready:
+        if not child.ready and child.phase in ("starting", "activating"):
             self._exits_unready += 1
         newly_failed = False
         if self._exits_unready >= FAILED_AFTER_EXITS:
@@ -515,7 +652,7 @@ class CtiSupervisor:
             if self._respawn_task is asyncio.current_task():
                 self._respawn_sleeping = False
         async with self._lock:
-            if gen != self._gen or self._desired != "running" or self._child is not None:
+            if gen != self._gen or not self._may_run() or self._child is not None:
                 return  # a start/stop/restart came in between: it decided
             child = await self._spawn_locked()
             if child is not None:

@@ -221,6 +221,7 @@ class FakeNode:
     def __init__(self, node_id: str, host: str, port: int, active: bool) -> None:
         self.node_id = node_id
         self.active = active
+        self.delay = 0.0  # seconds /whoami takes (a request in flight during a switchover)
         node = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -232,6 +233,7 @@ class FakeNode:
                 elif url.path.lower() == "/ipscfg/admin/monitor.aspx" and mod == "NONE":
                     self._answer(200, "OK")
                 elif url.path == "/whoami":
+                    time.sleep(node.delay)
                     self._answer(200, json.dumps({"node_id": node.node_id, "address": host}))
                 else:
                     self._answer(404, "not found")
@@ -295,25 +297,32 @@ class Pair(NamedTuple):
     nodes: dict[str, FakeNode]
     vip_url: str
     stats_url: str
+    runtime_api: str | None = None
 
 
 @contextmanager
-def running_pair(tmp_path: Path, *, hold: bool) -> Iterator[Pair]:
-    """server1 ACTIVE and server2 STANDBY on 127.0.0.21/.22, haproxy with the fast profile on 127.0.0.20."""
+def running_pair(tmp_path: Path, *, hold: bool, cluster: ClusterSettings = FAST,
+                 runtime_api: bool = False) -> Iterator[Pair]:
+    """server1 ACTIVE and server2 STANDBY on 127.0.0.21/.22, haproxy on 127.0.0.20 (the fast profile unless
+    ``cluster`` says otherwise; its runtime API on a port of 127.0.0.20 with ``runtime_api``)."""
     haproxy = need("haproxy", "haproxy")
     port = free_port("127.0.0.21", "127.0.0.22")
     vip_port = free_port("127.0.0.20")
     stats_port = free_port("127.0.0.20")
     while stats_port == vip_port:
         stats_port = free_port("127.0.0.20")
-    cluster = FAST.model_copy(
+    api_port = free_port("127.0.0.20")
+    while api_port in (vip_port, stats_port):
+        api_port = free_port("127.0.0.20")
+    cluster = cluster.model_copy(
         update={"server1_address": "127.0.0.21", "server2_address": "127.0.0.22", "monitor_port": port}
     )
     nodes = {
         "server1": FakeNode("server1", "127.0.0.21", port, active=True),
         "server2": FakeNode("server2", "127.0.0.22", port, active=False),
     }
-    kwargs: dict[str, Any] = {"vip": f"127.0.0.20:{vip_port}", "stats_port": stats_port}
+    api = f"127.0.0.20:{api_port}" if runtime_api else None
+    kwargs: dict[str, Any] = {"vip": f"127.0.0.20:{vip_port}", "stats_port": stats_port, "runtime_api": api}
     if hold:
         cfg = write_config(tmp_path, cluster, **kwargs)
     else:
@@ -325,7 +334,7 @@ def running_pair(tmp_path: Path, *, hold: bool) -> Iterator[Pair]:
         vip_url = f"http://127.0.0.20:{vip_port}"
         # HAProxy starts with both servers UP until their first check: wait for it to settle.
         wait_for(lambda: all(whoami(vip_url) == "server1" for _ in range(5)), deadline_s=10)
-        yield Pair(nodes, vip_url, f"http://127.0.0.20:{stats_port}/")
+        yield Pair(nodes, vip_url, f"http://127.0.0.20:{stats_port}/", api)
     finally:
         proc.terminate()
         try:
@@ -481,3 +490,37 @@ def test_cli_renders_the_hold_and_its_lua(tmp_path: Path) -> None:
     assert cfg.stdout == render_haproxy(aggressive, hold_lua=str(tmp_path / "hold.lua"))
     result = haproxy_check(cfg.stdout, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_haproxy
+def test_the_runtime_api_socket_is_rendered_and_accepted(tmp_path: Path) -> None:
+    """--runtime-api HOST:PORT adds an admin-level stats socket on TCP that haproxy -c accepts."""
+    cfg = render_haproxy(FAST, runtime_api="127.0.0.20:9999")
+    assert "stats socket ipv4@127.0.0.20:9999 level admin" in lines_of(cfg)
+    result = haproxy_check(cfg, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr
+    assert "stats socket" not in render_haproxy(FAST)
+
+
+def test_cli_renders_the_runtime_api_and_refuses_a_bad_one() -> None:
+    """`render haproxy --runtime-api` prints the socket line; a bad address exits 2 naming runtime_api."""
+    env = {"PATH": "/usr/bin:/bin", "HS_URL": "http://127.0.0.1:9"}
+    cli = [sys.executable, "-m", "cli", "render", "haproxy", "--runtime-api"]
+    root = Path(__file__).resolve().parents[2]
+    ok = subprocess.run([*cli, "127.0.0.20:9999"], capture_output=True, text=True, env=env, cwd=root, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "stats socket ipv4@127.0.0.20:9999 level admin" in lines_of(ok.stdout)
+    bad = subprocess.run([*cli, "127.0.0.20"], capture_output=True, text=True, env=env, cwd=root, timeout=60)
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert "runtime_api" in bad.stderr and "needs a port" in bad.stderr
+
+
+def test_told_by_the_arbiters_a_node_falls_after_two_failed_checks() -> None:
+    """With --runtime-api the checks use fall 2 (a check in flight at a promotion must not throw the new
+    ACTIVE out); rise and the pace stay; without it, or in vendor mode, nothing changes."""
+    told = check_timing(FAST, told=True)
+    assert (told.fall, told.rise, told.inter_ms) == (2, 2, check_timing(FAST).inter_ms)
+    assert "rise 2 fall 2 " in render_haproxy(FAST, runtime_api="127.0.0.20:9999")
+    assert "rise 2 fall 1 " in render_haproxy(FAST)
+    assert check_timing(FAST, "vendor") == check_timing(FAST, "vendor", told=True)

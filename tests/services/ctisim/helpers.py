@@ -88,7 +88,11 @@ class ManagerProcess:
             f"sys.exit(manager_main('127.0.0.1:{self.port}'))"
         )
         self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=_env())
-        wait_until(self._healthy, timeout=10, what="the manager to answer /healthz")
+        try:
+            wait_until(self._healthy, timeout=10, what="the manager to answer /healthz")
+        except BaseException:
+            self.stop()  # a manager that never answered must not outlive the test run
+            raise
 
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:
@@ -111,12 +115,13 @@ class ManagerProcess:
 class SimProcess:
     """`python -m services.ctisim.sim` with its stdout lines timestamped as they arrive."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, orders: bool = False) -> None:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.ctisim.sim", *args],
             cwd=ROOT,
             env=_env(env),
+            stdin=subprocess.PIPE if orders else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -148,6 +153,17 @@ class SimProcess:
     def texts(self) -> list[str]:
         return [line for _, line in self.lines]
 
+    def order(self, line: str) -> float:
+        """Write one line to the sim's stdin (warm mode); the time it was sent."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return time.monotonic()
+
+    def end_orders(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+
     def signal(self, sig: int) -> float:
         self.proc.send_signal(sig)
         return time.monotonic()
@@ -160,8 +176,9 @@ class SimProcess:
             self.proc.kill()
         self.proc.wait(timeout=5)
         self._reader.join(timeout=5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        for pipe in (self.proc.stdout, self.proc.stdin):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -182,3 +182,63 @@ def test_run_in_process_stops_through_its_event(manager_url: str) -> None:
 
     assert asyncio.run(scenario()) == 0
     assert (out.getvalue(), holder_ids(manager_url)) == ("HS-CTI port 1/1\nHS-CTI READY\n", [])
+
+
+# --- warm mode: idle on the STANDBY, told ACTIVE / STANDBY on stdin -------------------------------------
+
+
+def test_warm_starts_idle_registers_on_active_and_unregisters_on_standby(manager_url: str,
+                                                                          start_sim: StartSim) -> None:
+    """Warm: IDLE and registered nowhere; ACTIVE <epoch> registers with that epoch; STANDBY unregisters first."""
+    sim = start_sim("--ports", "1", "--devices", "0", "--manager-url", manager_url, "--node-id", "server2",
+                    env={"HS_CTI_MODE": "warm"}, orders=True)
+    sim.wait_line("HS-CTI IDLE")
+    assert state(manager_url)["registrations_total"] == 0
+    sim.order("ACTIVE 12")
+    sim.wait_line("HS-CTI READY")
+    [holder] = state(manager_url)["holders"]
+    assert (holder["node_id"], holder["epoch"]) == ("server2", 12)
+    sim.order("STANDBY")
+    sim.wait_line("HS-CTI IDLE")
+    after = state(manager_url)  # read after IDLE: the registration was gone before the sim said so
+    assert (after["holders"], after["unregistrations_total"], after["lapses_total"]) == ([], 1, 0)
+    assert sim.texts() == ["HS-CTI IDLE", "HS-CTI port 1/1", "HS-CTI READY", "HS-CTI IDLE"]
+    sim.order("ACTIVE 13")
+    sim.wait_line("HS-CTI READY")
+    assert [h["epoch"] for h in state(manager_url)["holders"]] == [13]
+
+
+def test_warm_standby_during_registration_comes_back_idle_unregistered(manager_url: str,
+                                                                       start_sim: StartSim) -> None:
+    """STANDBY while the ports are still registering: it stops there, says IDLE and never registers."""
+    sim = start_sim("--ports", "3", "--devices", "0", "--manager-url", manager_url, "--warm", orders=True)
+    sim.wait_line("HS-CTI IDLE")
+    sim.order("ACTIVE 1")
+    sim.wait_line("HS-CTI port 1/3")
+    sim.order("STANDBY")
+    sim.wait_line("HS-CTI IDLE")
+    assert (state(manager_url)["registrations_total"], sim.texts()[-2:]) == (0, ["HS-CTI port 1/3", "HS-CTI IDLE"])
+
+
+@pytest.mark.parametrize("how", ["end of input", "SIGTERM"])
+def test_warm_sim_unregisters_and_exits_0_when_its_supervisor_goes(manager_url: str, start_sim: StartSim,
+                                                                   how: str) -> None:
+    """An active warm sim whose stdin closes (its node is gone), or that gets SIGTERM, unregisters and exits 0."""
+    sim = start_sim("--ports", "0", "--devices", "0", "--manager-url", manager_url, "--warm", orders=True)
+    sim.wait_line("HS-CTI IDLE")
+    sim.order("ACTIVE 4")
+    sim.wait_line("HS-CTI READY")
+    if how == "SIGTERM":
+        sim.signal(signal.SIGTERM)
+    else:
+        sim.end_orders()
+    assert sim.wait() == 0
+    after = state(manager_url)
+    assert (after["holders"], after["unregistrations_total"], after["lapses_total"]) == ([], 1, 0)
+
+
+def test_warm_comes_from_the_environment() -> None:
+    """HS_CTI_MODE=warm (any case) turns --warm on; anything else leaves it off."""
+    assert build_parser({"HS_CTI_MODE": " Warm"}).parse_args([]).warm is True
+    assert build_parser({"HS_CTI_MODE": "cold"}).parse_args([]).warm is False
+    assert build_parser({}).parse_args(["--warm"]).warm is True

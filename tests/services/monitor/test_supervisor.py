@@ -478,7 +478,13 @@ def test_cti_dies_when_the_node_process_is_sigkilled() -> None:
         asyncio.run(main())
         """
     )
-    node = subprocess.Popen([PY, "-c", helper], stdout=subprocess.PIPE, text=True)
+    assert_dies_with_its_node(helper)
+
+
+def assert_dies_with_its_node(helper: str, env: dict[str, str] | None = None) -> None:
+    """Run ``helper`` (a node stand-in that prints its CTI pid), SIGKILL it, and see the CTI pid gone
+    within 3 s."""
+    node = subprocess.Popen([PY, "-c", helper], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
         assert node.stdout is not None
         ready, _, _ = select.select([node.stdout], [], [], 10)

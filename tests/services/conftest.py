@@ -1,4 +1,5 @@
-"""Fixtures: one real manager process per session (reset before each test) and a sim factory."""
+"""Fixtures: one real CTI manager process per session (reset before each test) and a sim factory, for the
+simulators' tests and the warm CTI supervisor's."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from .helpers import ManagerProcess, SimProcess
+from tests.services.ctisim.helpers import ManagerProcess, SimProcess
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +30,8 @@ def start_sim() -> Iterator[Callable[..., SimProcess]]:
     """Start sim processes; any still running at the end of the test are killed."""
     started: list[SimProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> SimProcess:
-        sim = SimProcess(*args, env=env)
+    def start(*args: str, env: dict[str, str] | None = None, orders: bool = False) -> SimProcess:
+        sim = SimProcess(*args, env=env, orders=orders)
         started.append(sim)
         return sim
 
