@@ -23,14 +23,14 @@ from typing import Any
 import httpx
 
 from bench.procs import cpu_seconds, pss_mb, rss_mb
-from bench.vipclient import VipClient
-from hotstandby.haproxy import check_timing, write_config
+from hotstandby.haproxy import check_timing
 from hotstandby.settings import ClusterSettings
 from lab.labpair import PEER, LabPair
-from lab.netns import Lab, wait_port
+from lab.loadbalancer import start_haproxy, vip_url
+from lab.netns import Lab
+from lab.vipclient import VipClient
 from lab.waiting import wait_until
 
-VIP_PORT, STATS_PORT = 80, 8404
 STAMP = r"^(\d{4}/\d\d/\d\d_\d\d:\d\d:\d\d:\d{3})"
 FAIL_RE = re.compile(STAMP + r" Arbiter : Check \w+ server : failure detected, count = (\d+)")
 SWITCH_RE = re.compile(STAMP + r" Arbiter : SWITCH THIS SERVER TO (PRIMARY|BACKUP)")
@@ -114,12 +114,7 @@ class BenchPair:
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def vip_url(self) -> str:
-        return f"http://{self.lab.addr('infra')}:{VIP_PORT}/whoami"
-
-    def haproxy_config(self) -> Path:
-        cluster = self.profile.cluster.model_copy(update={
-            "server1_address": self.lab.addr("server1"), "server2_address": self.lab.addr("server2")})
-        return write_config(self.root, cluster, vip=f"{self.lab.addr('infra')}:{VIP_PORT}", stats_port=STATS_PORT)
+        return vip_url(self.lab, "infra")
 
     def haproxy_timing(self) -> dict[str, int]:
         return check_timing(self.profile.cluster)._asdict()
@@ -127,9 +122,7 @@ class BenchPair:
     def start(self, haproxy: bool = True) -> None:
         self.pair.start_infra()
         if haproxy:
-            cfg = self.haproxy_config()
-            self.lab.spawn("infra", ["haproxy", "-f", str(cfg), "-db"], log=self.root / "haproxy.out")
-            wait_port(self.lab.addr("infra"), VIP_PORT, 15)
+            start_haproxy(self.lab, "infra", self.root, self.profile.cluster)
         self.pair.start()
         # Either node may end ACTIVE (a loaded machine can delay server1's first ticks); the bench does not care.
         _, self.active = self.pair.wait_one_active(self.pair.bound_r1 + self.pair.bound_r4 + 30)
