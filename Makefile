@@ -13,6 +13,8 @@ PYTEST_ARGS ?=
 SIM_ARGS ?= --seed 0 --runs 100000
 BENCH_ARGS ?=
 BENCH_LONG_ARGS ?= --long
+NEMESIS_MINUTES ?= 20
+NEMESIS_ARGS ?=
 
 # $(call need,PATH,what it is): fail with one clear line when a piece is not there yet,
 # instead of a traceback (or, worse, a green run that did nothing).
@@ -20,7 +22,7 @@ need = @test -e $(1) || { echo "make $@: $(1) not found ($(2))" >&2; exit 2; }
 # $(call need_cmd,SUBCOMMAND): the same for a `hotstandby` subcommand.
 need_cmd = @$(HS) $(1) --help >/dev/null 2>&1 || { echo "make $@: 'hotstandby $(1)' is not available yet" >&2; exit 2; }
 
-.PHONY: help venv run test lint fuzz sim chaos bench bench-long tools clean distclean
+.PHONY: help venv run test lint fuzz sim chaos nemesis bench bench-long tools clean distclean
 
 help:
 	@echo "make venv        create $(VENV)/ with the project installed (editable, dev extras)"
@@ -30,6 +32,7 @@ help:
 	@echo "make fuzz        property/fuzz tests with a large example budget"
 	@echo "make sim         the failover simulator (SIM_ARGS=...)"
 	@echo "make chaos       fault-injection tests (network namespaces; root)"
+	@echo "make nemesis     overlapping random faults on the real pair, judged as a history (NEMESIS_MINUTES=20)"
 	@echo "make bench       quick benchmarks; make bench-long for the long ones"
 	@echo "make tools       fetch helm into .tools/ (for tests/deploy)"
 	@echo "make clean       remove $(VENV), caches and run/"
@@ -77,6 +80,11 @@ sim: venv
 chaos: venv
 	$(call need,tests/lab/test_chaos.py,the fault lab)
 	HS_LAB_FULL=1 $(PY) -m pytest tests/lab -m lab -p no:cacheprovider $(PYTEST_ARGS)
+
+# Random, overlapping faults on the real pair for NEMESIS_MINUTES (half without, half with the witness), every
+# run's history judged by lab/nemesis/checker.py; summary and charts to bench/results/nemesis/ (root).
+nemesis: venv
+	$(PY) -m lab.nemesis --minutes $(NEMESIS_MINUTES) --results $(NEMESIS_ARGS)
 
 bench: venv
 	$(call need,bench/__main__.py,the benchmark runner: python -m bench)
