@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from hotstandby.hlc import ZERO, Timestamp
-from lab.nemesis.bounds import CTI_LAPSE_S, CTI_STOP_GRACE_S
+from lab.bounds import CTI_LAPSE_S, CTI_STOP_GRACE_S
 from lab.nemesis.faults import NODES, PEER, Kind
 from lab.nemesis.history import Applied, History, Sample, Write
 from lab.nemesis.intervals import Intervals

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from lab.nemesis.bounds import Bounds
+from lab.bounds import Bounds
 from lab.nemesis.faults import Fault, Schedule
 
 

@@ -24,10 +24,10 @@ import httpx
 from hotstandby.haproxy import check_timing
 from hotstandby.settings import ClusterSettings
 from lab import netns
+from lab.bounds import Bounds
 from lab.etcd import start_in_lab
 from lab.labpair import LabPair
 from lab.loadbalancer import start_haproxy, vip_url
-from lab.nemesis.bounds import Bounds
 from lab.nemesis.executor import Executor
 from lab.nemesis.faults import NODES, Schedule
 from lab.nemesis.history import History

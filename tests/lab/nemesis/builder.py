@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lab.nemesis.bounds import Bounds
+from lab.bounds import Bounds
 from lab.nemesis.faults import Fault, Kind, Schedule
 from lab.nemesis.history import Applied, History, Life, Registration, Sample, VipAnswer, Write
 

@@ -1,8 +1,8 @@
-"""The SPEC's time bounds for the pair's I, T and N (and the witness's lease), and the margin on top.
+"""The SPEC's time bounds for a pair's I, T and N (and the witness's lease), and the margin on top.
 
-The margin is the fault lab's: max(2 s, 2·I) for a loaded 2-core machine (process start-up,
-scheduling, the recorder's own 50 ms polls), never design slack; the one-tick overlap of SPEC 12
-gets none.
+One implementation for every observer (``PairWatch`` and the nemesis). The margin is the fault lab's:
+max(2 s, 2·I) for a loaded 2-core machine (process start-up, scheduling, an observer's own polls),
+never design slack; the one-tick overlap of SPEC 12 gets none.
 """
 
 from __future__ import annotations
