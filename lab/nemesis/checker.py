@@ -50,9 +50,10 @@ class Result:
 @dataclass
 class Verdict:
     results: dict[str, Result]
-    overlap_total: float
+    overlap_total: float  # CTI on both nodes, every episode
     overlap_longest: float
     overlap_episodes: int
+    pause: Intervals = field(default_factory=Intervals)  # the episodes that began as a frozen node was thawed
 
     @property
     def violations(self) -> list[Violation]:
@@ -84,7 +85,9 @@ def check(h: History) -> Verdict:
         check_r4(w), check_r5(w), check_r7(w), check_r9(w), check_r10(w), check_cti_on_standby(w),
         check_cti_on_active(w), check_vip(w), check_settle(w), check_exits(w),
     ]
-    return Verdict({r.rule: r for r in results}, overlap.total, overlap.longest(), len(overlap.spans))
+    woke = thaws(w)
+    pause = Intervals.of((lo, hi) for lo, hi in overlap if any(woke[n].contains(lo) for n in NODES))
+    return Verdict({r.rule: r for r in results}, overlap.total, overlap.longest(), len(overlap.spans), pause)
 
 
 # -- split brain --------------------------------------------------------------------------------------
@@ -97,13 +100,41 @@ def split_brain_allowed(w: World) -> Intervals:
     return w.pair_disturbed.grow(after=b.r4 + b.margin)
 
 
+def pause_bound(w: World) -> float:
+    """How long a thawed node may run CTI beside its peer (a witness run): its first tick observes (T), steps down
+    and stops CTI (SIGTERM, the supervisor's grace, the manager's lapse); plus the margin."""
+    b = w.h.bounds
+    return b.timeout + CTI_STOP_GRACE_S + CTI_LAPSE_S + b.margin
+
+
+def thaws(w: World) -> dict[str, Intervals]:
+    """Per node, the moments a SIGSTOP ended (from the SIGCONT's start to its end plus T and the margin): a node
+    frozen past its lease wakes up still ACTIVE, and its CTI server resumes before its arbiter can step down."""
+    b = w.h.bounds
+    out: dict[str, list[tuple[float, float]]] = {n: [] for n in NODES}
+    for a in w.applied:
+        if a.fault.kind is Kind.FREEZE and a.heal and a.node:
+            out[a.node].append((a.heal[0], a.heal[1] + b.timeout + b.margin))
+    return {n: Intervals.of(v) for n, v in out.items()}
+
+
 def check_overlap(w: World, overlap: Intervals, allowed: Intervals) -> Result:
+    """Split brain as the CTI manager saw it. With a witness, SPEC 12's one tick, for partitions; a process pause
+    is not one (see ``pause_bound``): an episode that begins as a frozen node is thawed is judged by that bound and
+    counted apart (the ``pause`` notes)."""
     b = w.h.bounds
     if w.h.witness:
         r = Result("split-brain", bound=b.one_tick)
+        woke = thaws(w)
         for lo, hi in overlap:
             r.measured(hi - lo)
-            if hi - lo > b.one_tick + TINY:
+            paused = [n for n in NODES if woke[n].contains(lo)]
+            if paused:
+                r.notes.append(f"pause: t={lo:.2f} s, {hi - lo:.2f} s of CTI on both nodes as {paused[0]} was thawed")
+                if hi - lo > pause_bound(w) + TINY:
+                    r.fail(lo, f"CTI ran on both nodes for {hi - lo:.2f} s after {paused[0]} was thawed (bound "
+                               f"{pause_bound(w):.2f} s)")
+            elif hi - lo > b.one_tick + TINY:
                 r.fail(lo, f"CTI ran on both nodes for {hi - lo:.2f} s (with a witness, at most one tick: "
                            f"{b.one_tick:g} s)")
         return r
@@ -118,13 +149,20 @@ def check_overlap(w: World, overlap: Intervals, allowed: Intervals) -> Result:
 
 
 def check_stale(w: World, allowed: Intervals) -> Result:
+    """No registration below an epoch already seen, but where two nodes could not agree on epochs: a cut pair
+    (no witness), or a node thawed after its lease expired, whose CTI resumes at its old epoch (witness)."""
     r = Result("stale-epoch")
+    woke = thaws(w) if w.h.witness else {}
     for reg in w.h.registrations:
         if reg.kind != "register":
             continue
         r.applied += 1
-        if reg.stale and not allowed.contains(reg.t):
-            r.fail(reg.t, f"{reg.node} registered CTI with epoch {reg.epoch}, below an epoch already seen")
+        if not reg.stale or allowed.contains(reg.t):
+            continue
+        if reg.node in woke and woke[reg.node].contains(reg.t):
+            r.notes.append(f"pause: t={reg.t:.2f} s, {reg.node} re-registered at epoch {reg.epoch} as it was thawed")
+            continue
+        r.fail(reg.t, f"{reg.node} registered CTI with epoch {reg.epoch}, below an epoch already seen")
     return r
 
 

@@ -30,6 +30,8 @@ def run_summary(h: History, v: Verdict, where: str = "") -> dict[str, Any]:
         "violations": [{"rule": x.rule, "at": x.at, "what": x.what} for x in v.violations],
         "overlap_total_s": round(v.overlap_total, 3), "overlap_longest_s": round(v.overlap_longest, 3),
         "overlap_episodes": v.overlap_episodes,
+        "pause_overlap_total_s": round(v.pause.total, 3), "pause_overlap_longest_s": round(v.pause.longest(), 3),
+        "pause_overlap_episodes": len(v.pause.spans),
         "rules": {r.rule: {"applied": r.applied, "bound_s": r.bound,
                            "worst_s": None if r.worst is None else round(r.worst, 3), "violations": len(r.violations)}
                   for r in v.results.values()},
@@ -67,6 +69,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "overlap_total_s": round(sum(r["overlap_total_s"] for r in rs), 3),
             "overlap_longest_s": max(r["overlap_longest_s"] for r in rs),
             "overlap_episodes": sum(r["overlap_episodes"] for r in rs),
+            "pause_overlap_total_s": round(sum(r["pause_overlap_total_s"] for r in rs), 3),
+            "pause_overlap_longest_s": max(r["pause_overlap_longest_s"] for r in rs),
+            "pause_overlap_episodes": sum(r["pause_overlap_episodes"] for r in rs),
             "quiet_switches": sum(r["quiet_switches"] for r in rs),
             "switch_refusals": sum(r["switch_refusals"] for r in rs),
             "vip_requests": sum(r["vip_requests"] for r in rs), "vip_failed": sum(r["vip_failed"] for r in rs),
@@ -94,6 +99,9 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     row("CTI overlap, total s", lambda s: f"{s['overlap_total_s']:.2f}")
     row("CTI overlap, longest s", lambda s: f"{s['overlap_longest_s']:.2f}")
     row("CTI overlap episodes", lambda s: s["overlap_episodes"])
+    row("of which began as a frozen node was thawed: episodes, s (longest)",
+        lambda s: f"{s['pause_overlap_episodes']}, {s['pause_overlap_total_s']:.2f} "
+                  f"({s['pause_overlap_longest_s']:.2f})")
     row("switches in quiet periods (noted)", lambda s: s["quiet_switches"])
     row("switches refused (409)", lambda s: s["switch_refusals"])
     row("VIP requests failed / sent", lambda s: f"{s['vip_failed']} / {s['vip_requests']}")

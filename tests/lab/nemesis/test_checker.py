@@ -296,3 +296,20 @@ def test_a_node_exiting_by_itself_is_a_violation() -> None:
     s = failover_story(12.5)
     s.life = [Life(10.0, "server1", "exit", "-9"), Life(40.0, "server1", "start"), Life(50.0, "server2", "exit", "1")]
     assert rule(s, "process")[1] == ["server2 exited by itself (status 1)"]
+
+
+def test_with_a_witness_a_thawed_node_may_overlap_until_it_steps_down_and_says_so() -> None:
+    """A node frozen past its lease wakes up ACTIVE and its CTI resumes at its old epoch before its first tick can
+    step down: not a partition (SPEC 12's one tick), judged by T + stop grace + lapse (+ margin) and noted."""
+    def story(until: float) -> Story:
+        s = Story(witness=True).roles("server1", (0, "ACTIVE"), (10, None), (20.5, "ACTIVE"), (until, "STANDBY"))
+        s.roles("server2", (0, "STANDBY"), (14, "ACTIVE", "failover"))
+        s.fault(Kind.FREEZE, 10, 20, node="server1")
+        return s.holds("server1", 0, 10.5).holds("server2", 14.2, None, epoch=5).holds(
+            "server1", 20.2, until, epoch=2, stale=True)
+
+    short, long = check(story(22.0).history()), check(story(30.0).history())
+    assert (short.results["split-brain"].violations, short.results["stale-epoch"].violations) == ([], [])
+    assert [n[:20] for n in short.results["split-brain"].notes] == ["pause: t=20.20 s, 1."]
+    assert [v.what[:40] for v in long.results["split-brain"].violations] == [
+        "CTI ran on both nodes for 9.80 s after s"]
