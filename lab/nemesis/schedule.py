@@ -3,9 +3,10 @@
 ``make_schedule(seed, seconds, witness=...)`` is a function of its arguments only (one
 ``random.Random(seed)``), so a seed and a duration replay the same faults at the same offsets.
 
-Shape: a short quiet lead-in; then storms of 8-24 s in which a fault starts every 2 s on average
-(exponential gaps, so several often start together) and lasts its own random time, so faults
-overlap; each storm heals completely (the last of its faults ends) and a quiet period
+Shape: a short quiet lead-in; then storms of 8-24 s in which a fault starts every 1.5, 3 or 6 s
+on average (the storm's pace, drawn per storm; exponential gaps, so several often start together)
+and lasts its own random time, so faults overlap (a dense storm piles them up, a sparse one leaves
+windows in which a single fault's bound applies); each storm heals completely (the last of its faults ends) and a quiet period
 follows (12-18 s), long enough for every SPEC bound to play out and the pair to settle. The operator writes
 the config every 0.8-3 s throughout, storms and quiet alike. The run ends with a quiet tail.
 
@@ -24,7 +25,7 @@ from lab.nemesis.faults import NODES, Edge, Fault, Kind, Schedule, hosts
 
 LEAD_S = 3.0
 STORM_S = (8.0, 24.0)
-MEAN_GAP_S = 2.0
+MEAN_GAPS_S = (1.5, 3.0, 6.0)  # a storm's pace: dense storms overlap many faults, sparse ones let bounds apply
 QUIET_S = (12.0, 18.0)
 TAIL_S = 18.0  # after the last heal: the final convergence check needs R4 + margin, then a stable stretch
 CONFIG_GAP_S = (0.8, 3.0)
@@ -107,6 +108,7 @@ def make_schedule(seed: int, seconds: float, *, witness: bool) -> Schedule:
         storm_end = min(t + rng.uniform(*STORM_S), last_heal)
         first, healed = t, t
         at = t
+        gap = rng.choice(MEAN_GAPS_S)
         while at < storm_end:
             for _ in range(8):  # a kind whose resource is free now (else try another)
                 f = _fault(rng, 0, rng.choices(kinds, weights)[0], round(at, 2), witness)
@@ -114,18 +116,18 @@ def make_schedule(seed: int, seconds: float, *, witness: bool) -> Schedule:
                 if res is None or busy.get(res, -1.0) <= at:
                     break
             else:
-                at += rng.expovariate(1 / MEAN_GAP_S)
+                at += rng.expovariate(1 / gap)
                 continue
             duration = min(f.duration, round(last_heal - f.at, 2))
             if f.duration and duration < DURATION_S[f.kind][0]:  # no room left before the tail for this one
-                at += rng.expovariate(1 / MEAN_GAP_S)
+                at += rng.expovariate(1 / gap)
                 continue
             f = Fault(next(fid), f.kind, f.at, duration, f.node, f.target, f.edges, f.loss, f.offset)
             if res is not None:
-                busy[res] = f.end
+                busy[res] = f.end + 0.5  # the next one on the same resource after this one has healed
             faults.append(f)
             healed = max(healed, f.end)
-            at += rng.expovariate(1 / MEAN_GAP_S)
+            at += rng.expovariate(1 / gap)
         storms.append((round(first, 2), round(healed, 2)))
         t = healed + rng.uniform(*QUIET_S)
     at = LEAD_S
