@@ -508,8 +508,8 @@ def check_settle(w: World) -> Result:
     r = Result("settle", bound=b.r1)
     for t0, nxt, between in _storm_heals(w):
         limit = (b.r4 if between else b.r1) + b.margin
-        if nxt - t0 < limit:
-            continue
+        if nxt - t0 < limit or w.maintenance().touches(t0, t0 + limit):
+            continue  # a quiet period too short to judge, or the operator paused the pair (R11)
         deadline = t0 + limit
         gap = b.interval + b.margin  # a handover leaves no node ACTIVE for a moment
         last_bad, none_since = t0, None

@@ -6,9 +6,10 @@
 Shape: a short quiet lead-in; then storms of 8-24 s in which a fault starts every 1.5, 3 or 6 s
 on average (the storm's pace, drawn per storm; exponential gaps, so several often start together)
 and lasts its own random time, so faults overlap (a dense storm piles them up, a sparse one leaves
-windows in which a single fault's bound applies); each storm heals completely (the last of its faults ends) and a quiet period
-follows (12-18 s), long enough for every SPEC bound to play out and the pair to settle. The operator writes
-the config every 0.8-3 s throughout, storms and quiet alike. The run ends with a quiet tail.
+windows in which a single fault's bound applies); each storm heals completely (the last of its
+faults ends) and a quiet period follows (12-18 s), long enough for every SPEC bound to play out and
+the pair to settle. The operator writes the config every 0.8-3 s throughout, storms and quiet
+alike. The run ends with a quiet tail.
 
 Rules that keep a schedule executable: one process fault at a time per node (kill, SIGSTOP and
 SIGTERM exclude each other), one clock step and one full disk at a time per node, one maintenance
