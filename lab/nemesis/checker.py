@@ -35,6 +35,7 @@ class Result:
     rule: str
     bound: float | None = None
     applied: int = 0
+    starved: int = 0  # times it would have applied, but the machine starved the pair in its window
     worst: float | None = None
     violations: list[Violation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what is worth knowing but breaks no rule
@@ -290,11 +291,21 @@ def check_r1(w: World) -> Result:
                 return all(dead in e for e in x.fault.edges)
             return x.fault.kind in (Kind.KILL, Kind.FREEZE, Kind.DISK, Kind.CTI_CRASH) and x.node == dead
 
-        if not _quiet(w, t0, end, on_dead_only):
+        if not _quiet(w, t0, end, on_dead_only) or _touches_links(w, alive, t0, end):
+            continue
+        if w.starved.touches(t0, end):
+            r.starved += 1
             continue
         _judge(r, _took(w, alive, t0, _is("ACTIVE"), end), limit, t0,
                f"{alive} ACTIVE after {a.fault.describe()}")
     return r
+
+
+def _touches_links(w: World, node: str, a: float, b: float) -> bool:
+    """Whether any cut or loss acted on ``node``'s LAN (its link to the LB) or, with a witness, its link to etcd."""
+    others = ("lb", "etcd") if w.h.witness else ("lb",)
+    return any(x.fault.kind in (Kind.PARTITION, Kind.ONEWAY, Kind.LOSS)
+               and any(touches_link(x, node, o) for o in others) for x in w.around(a, b))
 
 
 def _unhealthy_server1(w: World, a: Applied) -> float | None:
@@ -327,6 +338,9 @@ def check_r3(w: World) -> Result:
             continue
         if not _quiet(w, t0, t0 + limit, _only(a)):
             continue
+        if w.starved.touches(t0, t0 + limit):
+            r.starved += 1
+            continue
         _judge(r, _took(w, "server1", t0, _is("ACTIVE"), t0 + limit), limit, t0,
                f"server1 ACTIVE again (failback) after {a.fault.describe()} healed")
     return r
@@ -350,6 +364,9 @@ def check_r4(w: World) -> Result:
         if any(s is None or s.role != "ACTIVE" for s in firsts):
             continue
         if not _quiet(w, t0, t0 + limit, _only(a)):
+            continue
+        if w.starved.touches(t0, t0 + limit):
+            r.starved += 1
             continue
         tooks = [t for n in NODES if (t := _took(w, n, t0, _is("STANDBY"), t0 + limit)) is not None]
         _judge(r, min(tooks) if tooks else None, limit, t0, f"one ACTIVE again after {a.fault.describe()} healed")
@@ -394,6 +411,9 @@ def check_r7(w: World) -> Result:
             continue
         t0 = a.start[0]
         if t0 + limit > h.end or not _quiet(w, t0 - lead, t0 + limit, _only(a)):
+            continue
+        if w.starved.touches(t0 - lead, t0 + limit):
+            r.starved += 1
             continue
         _judge(r, _took(w, a.target, t0, _is("ACTIVE"), t0 + limit), limit, t0,
                f"{a.target} ACTIVE after {a.fault.describe()}")
@@ -441,6 +461,9 @@ def check_r10(w: World) -> Result:
         if t0 + limit > h.end or w.role_at(peer, t0) != "STANDBY":
             continue
         if not _quiet(w, t0 - lead, t0 + limit, _only(a)) or w.down(peer).touches(t0 - lead, t0 + limit):
+            continue
+        if w.starved.touches(t0 - lead, t0 + limit):
+            r.starved += 1
             continue
         _judge(r, _took(w, peer, t0, _is("ACTIVE"), t0 + limit), limit, t0, f"{peer} ACTIVE after SIGTERM to {node}")
     return r
@@ -510,6 +533,9 @@ def check_settle(w: World) -> Result:
         limit = (b.r4 if between else b.r1) + b.margin
         if nxt - t0 < limit or w.maintenance().touches(t0, t0 + limit):
             continue  # a quiet period too short to judge, or the operator paused the pair (R11)
+        if w.starved.touches(t0, nxt):
+            r.starved += 1
+            continue
         deadline = t0 + limit
         gap = b.interval + b.margin  # a handover leaves no node ACTIVE for a moment
         last_bad, none_since = t0, None

@@ -29,6 +29,7 @@ class Sample(NamedTuple):
     vip: str | None = None  # the cluster setting vip_address, the one the operator keeps writing
     holder: str | None = None  # the witness key's holder as this node last read it
     cti: str | None = None  # the node's CTI state (stopped, starting, running, failed)
+    failures: int | None = None  # its consecutive failed probes of its peer (R2: no valid answer within T)
 
 
 class Registration(NamedTuple):

@@ -87,7 +87,7 @@ class Recorder:
                     loc = d["local"]
                     s = Sample(sent, self.now(), loc["role"], loc["epoch"], loc.get("cause"), loc["maintenance"],
                                d["settings"]["vip_address"], (d.get("witness") or {}).get("holder"),
-                               (loc.get("cti") or {}).get("state"))
+                               (loc.get("cti") or {}).get("state"), loc.get("consecutive_failures"))
                 except (httpx.HTTPError, ValueError, KeyError, TypeError):
                     s = Sample(sent, self.now())
                 self.samples[node].append(s)

@@ -32,7 +32,7 @@ def run_summary(h: History, v: Verdict, where: str = "") -> dict[str, Any]:
         "overlap_episodes": v.overlap_episodes,
         "pause_overlap_total_s": round(v.pause.total, 3), "pause_overlap_longest_s": round(v.pause.longest(), 3),
         "pause_overlap_episodes": len(v.pause.spans),
-        "rules": {r.rule: {"applied": r.applied, "bound_s": r.bound,
+        "rules": {r.rule: {"applied": r.applied, "starved": r.starved, "bound_s": r.bound,
                            "worst_s": None if r.worst is None else round(r.worst, 3), "violations": len(r.violations)}
                   for r in v.results.values()},
         "quiet_switches": len(v.results["settle"].notes),
@@ -55,8 +55,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for r in rs:
             kinds.update(r["faults"])
             for rule, x in r["rules"].items():
-                agg = rules.setdefault(rule, {"applied": 0, "bound_s": x["bound_s"], "worst_s": None, "violations": 0})
+                agg = rules.setdefault(rule, {"applied": 0, "starved": 0, "bound_s": x["bound_s"], "worst_s": None,
+                                              "violations": 0})
                 agg["applied"] += x["applied"]
+                agg["starved"] += x.get("starved", 0)
                 agg["violations"] += x["violations"]
                 if x["worst_s"] is not None:
                     agg["worst_s"] = x["worst_s"] if agg["worst_s"] is None else max(agg["worst_s"], x["worst_s"])
@@ -110,7 +112,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     kinds = sorted({k for m in modes for k in summary[m]["faults"]}, key=lambda k: list(Kind).index(Kind(k)))
     for k in kinds:
         lines.append(f"| {k} | " + " | ".join(str(summary[m]["faults"].get(k, 0)) for m in modes) + " |")
-    lines += ["", "Each bound: how often it applied, the worst measured (s) against the bound (s); margin 2 s:", "",
+    lines += ["", "Each rule: how often it applied / the worst measured, s / how often the machine starved the pair "
+              "in its window (not judged); bounds in s, plus a margin of 2 s:", "",
               "| rule | bound s | " + " | ".join(modes) + " |", "|---|---|" + "---|" * len(modes)]
     rules = [r for r in summary[modes[0]]["rules"]]
     for rule in rules:
@@ -119,8 +122,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         def cell(s: dict[str, Any], rule: str = rule) -> str:
             x = s["rules"].get(rule, {})
             worst = "-" if x.get("worst_s") is None else f"{x['worst_s']:.2f}"
-            return f"{x.get('applied', 0)} / {worst}" + (f" / **{x['violations']} violated**" if x.get("violations")
-                                                         else "")
+            return f"{x.get('applied', 0)} / {worst} / {x.get('starved', 0)}" + (
+                f" / **{x['violations']} violated**" if x.get("violations") else "")
 
         lines.append(f"| {rule} | {'-' if bound is None else f'{bound:g}'} | " +
                      " | ".join(cell(summary[m]) for m in modes) + " |")

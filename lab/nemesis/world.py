@@ -98,6 +98,35 @@ class World:
             spans.append((since, self.h.end))
         return Intervals.of(spans)
 
+    def absent(self, node: str) -> Intervals:
+        """When the node could not answer its peer: its process down, or started but not serving yet."""
+        spans = list(self.down(node))
+        for life in self.h.life:
+            if life.node == node and life.event == "start":
+                serving = self.serving_after(node, life.t)
+                spans.append((life.t, serving if serving is not None else self.h.end))
+        return Intervals.of(spans)
+
+    @cached_property
+    def starved(self) -> Intervals:
+        """When a node counted failed probes of a peer that was up, with nothing between them: no cut or loss
+        on their link, neither frozen, the peer's process serving. R2 counts a probe slower than T as a failure,
+        and a machine that starves the pair of CPU makes such probes with no fault at all; no bound is judged
+        where it did (the summary counts them). Each failed probe counted is blamed on the I before it."""
+        b = self.h.bounds
+        slack = b.timeout + b.interval
+        out: list[tuple[float, float]] = []
+        for node in NODES:
+            peer = "server2" if node == "server1" else "server1"
+            explained = self.pair_disturbed | self.absent(peer)
+            for s in self.samples(node):
+                if s.role is None or not s.failures:
+                    continue
+                span = (s.recv - s.failures * b.interval - b.timeout, s.recv)
+                if not explained.touches(span[0] - slack, span[1]):
+                    out.append(span)
+        return Intervals.of(out)
+
     def serving_after(self, node: str, t: float) -> float | None:
         """When the node first answered a status poll sent at or after ``t``."""
         s = self.first(node, t, lambda x: x.role is not None)

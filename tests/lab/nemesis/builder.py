@@ -28,6 +28,7 @@ class Story:
     final: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     vips: dict[str, list[tuple[float, str]]] = field(default_factory=dict)  # node: (t, vip_address value)
     maintenance: list[tuple[float, float]] = field(default_factory=list)
+    failing: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # node: spans it counts failures
 
     def roles(self, node: str, *steps: tuple[float, str | None] | tuple[float, str | None, str]) -> Story:
         """From each t on, the node answers with that role (None: no answer, e.g. frozen or down)."""
@@ -66,8 +67,10 @@ class Story:
                     if at <= t:
                         vip = v
                 maint = any(a <= t <= b for a, b in self.maintenance)
-                out.append(Sample(t, t + 0.005, role, 1, cause, maint, vip if vip is not None else "", None, None)
-                           if role else Sample(t, t + 0.5))
+                fails = next((int((t - a) / BOUNDS.interval) + 1 for a, b in self.failing.get(node, []) if a <= t <= b),
+                             0)
+                out.append(Sample(t, t + 0.005, role, 1, cause, maint, vip if vip is not None else "", None, None,
+                                  fails) if role else Sample(t, t + 0.5))
                 t = round(t + POLL, 3)
             samples[node] = out
         faults = tuple(a.fault for a in self.applied)

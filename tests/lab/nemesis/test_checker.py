@@ -151,6 +151,31 @@ def test_r1_does_not_apply_when_the_survivor_lost_its_lan_or_an_operator_acted()
     assert (rule(lan, "R1"), rule(op, "R1")) == ((0, []), (0, []))
 
 
+def test_r1_does_not_apply_when_the_cut_also_took_the_survivors_lan() -> None:
+    """A one-way cut server1 -> server2 that also drops the LB's packets to server2: server2's LAN check fails, so
+    it may not take ACTIVE (R1 needs a working LAN)."""
+    s = Story().roles("server1", (0, "ACTIVE")).roles("server2", (0, "STANDBY"))
+    s.fault(Kind.ONEWAY, 10, 30, edges=(("server1", "server2"), ("lb", "server2")))
+    assert rule(s, "R1") == (0, [])
+
+
+def test_a_bound_is_not_judged_where_the_machine_starved_the_pair() -> None:
+    """server2 counts failed probes of a server1 that is up, with nothing between them (a starved machine: R2
+    counts a probe slower than T as a failure): a late failback there is not judged, only counted."""
+    s = failback_story(27.0)
+    s.failing["server2"] = [(22.0, 24.0)]
+    v = check(s.history()).results["R3"]
+    assert (v.applied, v.starved, v.violations) == (0, 1, [])
+
+
+def test_failures_explained_by_a_fault_do_not_count_as_starvation() -> None:
+    """Failed probes during a cut between the nodes (and just after it) are the cut's, not the machine's."""
+    s = dual_story(27.0)
+    s.failing["server2"] = [(10.5, 20.5)]
+    v = check(s.history()).results["R4"]
+    assert (v.applied, v.starved, len(v.violations)) == (1, 0, 1)
+
+
 def test_r1_still_applies_when_a_fault_touches_only_the_dead_node() -> None:
     """The dead node's disk filling up changes nothing for the survivor."""
     s = failover_story(16.0)
