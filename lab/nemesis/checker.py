@@ -93,12 +93,13 @@ def check(h: History) -> Verdict:
 
 # -- split brain --------------------------------------------------------------------------------------
 def split_brain_allowed(w: World) -> Intervals:
-    """Without a witness, CTI may run on both nodes while they cannot hear each other and until R4's bound
-    (plus the margin) after they can again. With a witness, nowhere (a one-tick episode is judged apart)."""
+    """Without a witness, CTI may run on both nodes while they cannot hear each other (a fault between them, or a
+    node too starved to answer) and until R4's bound (plus the margin) after they can again. With a witness,
+    nowhere (a one-tick episode is judged apart)."""
     if w.h.witness:
         return Intervals()
     b = w.h.bounds
-    return w.pair_disturbed.grow(after=b.r4 + b.margin)
+    return (w.pair_disturbed | w.unresponsive_any).grow(after=b.r4 + b.margin)
 
 
 def pause_bound(w: World) -> float:
@@ -109,13 +110,16 @@ def pause_bound(w: World) -> float:
 
 
 def thaws(w: World) -> dict[str, Intervals]:
-    """Per node, the moments a SIGSTOP ended (from the SIGCONT's start to its end plus T and the margin): a node
-    frozen past its lease wakes up still ACTIVE, and its CTI server resumes before its arbiter can step down."""
+    """Per node, the moments a SIGSTOP ended (from the SIGCONT's start to its end plus T and the margin), or a span
+    in which it did not answer (starved) ended: a node stalled past its lease wakes up still ACTIVE, and its CTI
+    server resumes before its arbiter can step down."""
     b = w.h.bounds
     out: dict[str, list[tuple[float, float]]] = {n: [] for n in NODES}
     for a in w.applied:
         if a.fault.kind is Kind.FREEZE and a.heal and a.node:
             out[a.node].append((a.heal[0], a.heal[1] + b.timeout + b.margin))
+    for node in NODES:
+        out[node] += [(hi, hi + b.timeout + b.margin) for _, hi in w.unresponsive(node)]
     return {n: Intervals.of(v) for n, v in out.items()}
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from lab.nemesis.checker import Verdict
 from lab.nemesis.faults import Kind
 from lab.nemesis.history import History
+from lab.nemesis.world import World
 
 MODES = {False: "without witness", True: "with witness"}
 
@@ -36,6 +37,7 @@ def run_summary(h: History, v: Verdict, where: str = "") -> dict[str, Any]:
                            "worst_s": None if r.worst is None else round(r.worst, 3), "violations": len(r.violations)}
                   for r in v.results.values()},
         "quiet_switches": len(v.results["settle"].notes),
+        "unresponsive_s": round(World(h).unresponsive_any.total, 1),
         "switch_refusals": len(refusals),
         "config_writes_acked": sum(1 for w in h.writes if w.acked),
         "vip_requests": len(h.vip), "vip_failed": vip_failed,
@@ -75,6 +77,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "pause_overlap_longest_s": max(r["pause_overlap_longest_s"] for r in rs),
             "pause_overlap_episodes": sum(r["pause_overlap_episodes"] for r in rs),
             "quiet_switches": sum(r["quiet_switches"] for r in rs),
+            "unresponsive_s": round(sum(r.get("unresponsive_s", 0.0) for r in rs), 1),
             "switch_refusals": sum(r["switch_refusals"] for r in rs),
             "vip_requests": sum(r["vip_requests"] for r in rs), "vip_failed": sum(r["vip_failed"] for r in rs),
             "rules": rules,
@@ -105,6 +108,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         lambda s: f"{s['pause_overlap_episodes']}, {s['pause_overlap_total_s']:.2f} "
                   f"({s['pause_overlap_longest_s']:.2f})")
     row("switches in quiet periods (noted)", lambda s: s["quiet_switches"])
+    row("s a running node did not answer the observer within 1 s (starved)", lambda s: s["unresponsive_s"])
     row("switches refused (409)", lambda s: s["switch_refusals"])
     row("VIP requests failed / sent", lambda s: f"{s['vip_failed']} / {s['vip_requests']}")
     lines += ["", "Faults injected, by kind:", "", "| kind | " + " | ".join(modes) + " |",

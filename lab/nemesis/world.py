@@ -107,12 +107,37 @@ class World:
                 spans.append((life.t, serving if serving is not None else self.h.end))
         return Intervals.of(spans)
 
+    def unresponsive(self, node: str) -> Intervals:
+        """When the node ran (not down, starting or frozen) but did not answer the observer, who is never cut, within
+        the poll's 1 s: a starved process. Its peer cannot tell it from a dead or frozen one (R2: no answer within T
+        is a failure), so it counts as a freeze does: in the split-brain window and as a pause that ends."""
+        spans: list[tuple[float, float]] = []
+        last_ok: float | None = None
+        missed = False
+        for s in self.samples(node):
+            if s.role is None:
+                missed = True
+                continue
+            if last_ok is not None and missed and s.recv - last_ok > 1.0:
+                spans.append((last_ok, s.recv))
+            last_ok, missed = s.recv, False
+        if last_ok is not None and missed:
+            spans.append((last_ok, self.h.end))
+        stopped = self.windows(lambda a: a.fault.kind in (Kind.KILL, Kind.TERM) and a.node == node)
+        left = Intervals.of(spans).minus(self.absent(node) | self.frozen(node) | stopped)
+        return Intervals.of((a, b) for a, b in left if b - a >= 1.0)  # a poll's timeout at least: evidence
+
+    @cached_property
+    def unresponsive_any(self) -> Intervals:
+        return self.unresponsive("server1") | self.unresponsive("server2")
+
     @cached_property
     def starved(self) -> Intervals:
         """When a node counted failed probes of a peer that was up, with nothing between them: no cut or loss
         on their link, neither frozen, the peer's process serving. R2 counts a probe slower than T as a failure,
         and a machine that starves the pair of CPU makes such probes with no fault at all; no bound is judged
-        where it did (the summary counts them). Each failed probe counted is blamed on the I before it."""
+        where it did (the summary counts them). Each failed probe counted is blamed on the I before it. A node
+        the observer found unresponsive is starved too."""
         b = self.h.bounds
         slack = b.timeout + b.interval
         out: list[tuple[float, float]] = []
@@ -125,7 +150,7 @@ class World:
                 span = (s.recv - s.failures * b.interval - b.timeout, s.recv)
                 if not explained.touches(span[0] - slack, span[1]):
                     out.append(span)
-        return Intervals.of(out)
+        return Intervals.of(out) | self.unresponsive_any
 
     def serving_after(self, node: str, t: float) -> float | None:
         """When the node first answered a status poll sent at or after ``t``."""

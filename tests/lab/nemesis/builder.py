@@ -44,6 +44,10 @@ class Story:
                     heal=None if heal is None else (heal, heal + 0.01), result=result, status=status,
                     answered=answered)
         self.applied.append(a)
+        if kind is Kind.KILL and node:  # the recorder would see the process go and come back
+            self.life.append(Life(start + 0.05, node, "exit", "-9"))
+        if kind in (Kind.KILL, Kind.TERM) and node and heal is not None:
+            self.life.append(Life(heal + 0.02, node, "start"))
         return a
 
     def holds(self, node: str, start: float, end: float | None, epoch: int = 1, stale: bool = False) -> Story:

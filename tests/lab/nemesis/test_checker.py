@@ -9,6 +9,7 @@ from __future__ import annotations
 from lab.nemesis.checker import Verdict, check
 from lab.nemesis.faults import Kind
 from lab.nemesis.history import Life, VipAnswer, Write
+from lab.nemesis.world import World
 from tests.lab.nemesis.builder import Story, stamp, steady_pair
 
 S1S2 = (("server1", "server2"),)
@@ -163,7 +164,7 @@ def test_a_bound_is_not_judged_where_the_machine_starved_the_pair() -> None:
     """server2 counts failed probes of a server1 that is up, with nothing between them (a starved machine: R2
     counts a probe slower than T as a failure): a late failback there is not judged, only counted."""
     s = failback_story(27.0)
-    s.failing["server2"] = [(22.0, 24.0)]
+    s.failing["server2"] = [(24.0, 25.0)]
     v = check(s.history()).results["R3"]
     assert (v.applied, v.starved, v.violations) == (0, 1, [])
 
@@ -266,7 +267,7 @@ def test_r10_sigterm_hands_over_within_2_s_and_the_process_is_gone_within_5_s() 
         s.roles("server2", (0, "STANDBY"), (11, "ACTIVE", "shutdown"))
         s.fault(Kind.TERM, 10, 30, node="server1")
         if exits:
-            s.life.append(Life(11.0, "server1", "exit", "0"))
+            s.life.insert(0, Life(11.0, "server1", "exit", "0"))
         return s
 
     assert rule(story(True), "R10") == (1, [])
@@ -319,7 +320,7 @@ def test_an_active_node_without_cti_is_a_violation() -> None:
 def test_a_node_exiting_by_itself_is_a_violation() -> None:
     """An exit inside a kill's window is the nemesis's doing; one at 30 with no fault is not."""
     s = failover_story(12.5)
-    s.life = [Life(10.0, "server1", "exit", "-9"), Life(40.0, "server1", "start"), Life(50.0, "server2", "exit", "1")]
+    s.life.append(Life(50.0, "server2", "exit", "1"))
     assert rule(s, "process")[1] == ["server2 exited by itself (status 1)"]
 
 
@@ -338,3 +339,15 @@ def test_with_a_witness_a_thawed_node_may_overlap_until_it_steps_down_and_says_s
     assert [n[:20] for n in short.results["split-brain"].notes] == ["pause: t=20.20 s, 1."]
     assert [v.what[:40] for v in long.results["split-brain"].violations] == [
         "CTI ran on both nodes for 9.80 s after s"]
+
+
+def test_a_node_too_starved_to_answer_counts_as_cut_from_its_peer() -> None:
+    """server2 runs but answers nobody for 3 s (the observer, never cut, gets no status within 1 s): its peer cannot
+    tell it from a dead node either, so its R1 promotion and the split brain until R4 after are the SPEC's; the
+    time is reported as starved, and no bound is judged in it."""
+    s = Story().roles("server1", (0, "ACTIVE")).roles("server2", (0, "STANDBY"), (10, None), (13, "ACTIVE", "failover"),
+                                                      (16, "STANDBY", "dual_active"))
+    s.holds("server1", 0, None).holds("server2", 12.8, 16.0, epoch=1, stale=True)
+    v = check(s.history())
+    assert (v.results["split-brain"].violations, v.results["stale-epoch"].violations) == ([], [])
+    assert round(World(s.history()).unresponsive("server2").total) == 3
