@@ -84,7 +84,7 @@ def check(h: History) -> Verdict:
     results = [
         check_overlap(w, overlap, allowed), check_stale(w, allowed), check_config(w), check_r1(w), check_r3(w),
         check_r4(w), check_r5(w), check_r7(w), check_r9(w), check_r10(w), check_cti_on_standby(w),
-        check_cti_on_active(w), check_vip(w), check_settle(w), check_exits(w),
+        check_cti_on_active(w), check_vip(w), check_settle(w), check_exits(w), check_recorder(w, overlap),
     ]
     woke = thaws(w)
     pause = Intervals.of((lo, hi) for lo, hi in overlap if any(woke[n].contains(lo) for n in NODES))
@@ -591,6 +591,21 @@ def check_cti_on_active(w: World) -> Result:
             r.measured(hi - lo)
             if hi - lo > limit:
                 r.fail(lo, f"{node} ACTIVE without CTI registered for {hi - lo:.2f} s")
+    return r
+
+
+def check_recorder(w: World, overlap: Intervals) -> Result:
+    """The recorder's journal agrees with the CTI manager's own counters at the end (else it missed entries and
+    the history cannot be judged): overlap seconds within 0.1 s, and the same number of stale registrations."""
+    r = Result("recorder")
+    m = w.h.manager
+    if "overlap_seconds_total" not in m:
+        return r
+    r.applied = 1
+    stale = sum(1 for x in w.h.registrations if x.kind == "register" and x.stale)
+    if abs(float(m["overlap_seconds_total"]) - overlap.total) > 0.1 or int(m["stale_epoch_total"]) != stale:
+        r.fail(w.h.end, f"the journal says {overlap.total:.2f} s of overlap and {stale} stale registrations, the CTI "
+                        f"manager {float(m['overlap_seconds_total']):.2f} s and {m['stale_epoch_total']}")
     return r
 
 

@@ -58,7 +58,10 @@ class Recorder:
         self.vip.__exit__()
         for t in self._threads:
             t.join(5)
-        self._poll_manager_once(httpx.Client(trust_env=False, timeout=2.0))
+        with httpx.Client(trust_env=False, timeout=2.0) as http:
+            self._poll_manager_once(http)
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                self.manager = http.get(self.pair.manager_url + "/state").json()
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         t = threading.Thread(target=target, name=f"nemesis-{name}", daemon=True)

@@ -351,3 +351,14 @@ def test_a_node_too_starved_to_answer_counts_as_cut_from_its_peer() -> None:
     v = check(s.history())
     assert (v.results["split-brain"].violations, v.results["stale-epoch"].violations) == ([], [])
     assert round(World(s.history()).unresponsive("server2").total) == 3
+
+
+def test_the_journal_must_agree_with_the_managers_own_counters() -> None:
+    """A recorder that missed journal entries would judge a different history: the manager's overlap seconds and
+    stale count at the end must match what the journal adds up to."""
+    s = cut_story(24.0)
+    h = s.history()
+    h.manager = {"overlap_seconds_total": 10.5, "stale_epoch_total": 0}
+    assert check(h).results["recorder"].violations == []
+    h.manager = {"overlap_seconds_total": 12.0, "stale_epoch_total": 1}
+    assert len(check(h).results["recorder"].violations) == 1
