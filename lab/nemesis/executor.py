@@ -29,6 +29,7 @@ from lab.netns import Lab, step_clock
 
 TERM_WAIT_S = 12.0  # a SIGTERMed node still running this long after the signal is killed before its restart
 MAINTENANCE_OFF_S = 30.0
+RESOLVE_FRESH_S = 3.0  # "active" is the node that said so at most this long ago (polls lag on a loaded machine)
 
 
 class Skip(Exception):
@@ -92,7 +93,7 @@ class Executor:
     def resolve(self, who: str | None) -> str:
         if who in NODES:
             return who
-        roles = {n: s.role for n in NODES if (s := self.rec.latest(n)) is not None}
+        roles = {n: s.role for n in NODES if (s := self.rec.latest(n, fresh=RESOLVE_FRESH_S)) is not None}
         want = "ACTIVE" if who == "active" else "STANDBY"
         found = [n for n, r in roles.items() if r == want]
         if found:
@@ -155,7 +156,7 @@ class Executor:
 
     def _crash_cti(self, a: Applied) -> None:
         assert a.node is not None
-        with httpx.Client(trust_env=False, timeout=1.0) as http:
+        with httpx.Client(trust_env=False, timeout=3.0) as http:
             try:
                 pid = http.get(self.pair.monitor_url(a.node) + "/cti").json().get("pid")
             except (httpx.HTTPError, ValueError) as exc:
