@@ -38,7 +38,7 @@ DURATION_S: dict[Kind, tuple[float, float]] = {
 }
 WEIGHT: dict[Kind, float] = {
     Kind.PARTITION: 3.0, Kind.ONEWAY: 2.0, Kind.LOSS: 2.0, Kind.KILL: 2.0, Kind.FREEZE: 1.5,
-    Kind.TERM: 1.0, Kind.CLOCK: 1.0, Kind.DISK: 1.0, Kind.CTI_CRASH: 1.0, Kind.SWITCH: 1.0,
+    Kind.TERM: 1.0, Kind.CLOCK: 1.0, Kind.DISK: 1.0, Kind.CTI_CRASH: 2.0, Kind.SWITCH: 1.0,
     Kind.FORCE: 0.5, Kind.MAINTENANCE: 0.7,
 }
 MAX_LOSS = 0.40
