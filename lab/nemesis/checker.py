@@ -154,18 +154,34 @@ def check_overlap(w: World, overlap: Intervals, allowed: Intervals) -> Result:
 
 
 def check_stale(w: World, allowed: Intervals) -> Result:
-    """No registration below an epoch already seen, but where two nodes could not agree on epochs: a cut pair
-    (no witness), or a node thawed after its lease expired, whose CTI resumes at its old epoch (witness)."""
+    """Epochs are fencing tokens. No registration below its own node's epoch at the time (a CTI server registering
+    at an epoch its node has left behind: after R4 the survivor moves above its peer), ever. No registration below
+    an epoch already registered (the manager's stale count), but where two nodes could not agree on epochs: a cut
+    pair (no witness), or a node thawed after its lease expired, whose CTI resumes at its old epoch (witness). A
+    registration at the epoch the other node registered with before is noted (without a witness, a node that never
+    heard from its peer cannot know its last epoch)."""
     r = Result("stale-epoch")
     woke = thaws(w) if w.h.witness else {}
-    for reg in w.h.registrations:
+    held: dict[int, str] = {}  # epoch: the first node that registered with it
+    for reg in sorted(w.h.registrations, key=lambda x: x.t):
         if reg.kind != "register":
             continue
         r.applied += 1
-        if not reg.stale or allowed.contains(reg.t):
+        first = held.setdefault(reg.epoch, reg.node)
+        own = w.last_before(reg.node, reg.t)
+        own_epoch = own.epoch if own is not None and own.epoch is not None else -1
+        lagging = reg.epoch < own_epoch
+        excused = allowed.contains(reg.t) or (reg.node in woke and woke[reg.node].contains(reg.t))
+        if first != reg.node and not excused:
+            r.notes.append(f"shared: t={reg.t:.2f} s, {reg.node} registered at epoch {reg.epoch}, as {first} had")
+        if lagging:  # its own node's epoch: nothing about the peer can excuse it
+            r.fail(reg.t, f"{reg.node} registered CTI with epoch {reg.epoch}, below its own epoch {own_epoch}")
             continue
-        if reg.node in woke and woke[reg.node].contains(reg.t):
-            r.notes.append(f"pause: t={reg.t:.2f} s, {reg.node} re-registered at epoch {reg.epoch} as it was thawed")
+        if not reg.stale:
+            continue
+        if excused:
+            if reg.node in woke and woke[reg.node].contains(reg.t):
+                r.notes.append(f"pause: t={reg.t:.2f} s, {reg.node} re-registered at epoch {reg.epoch} as it woke up")
             continue
         r.fail(reg.t, f"{reg.node} registered CTI with epoch {reg.epoch}, below an epoch already seen")
     return r

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from lab.nemesis.checker import Verdict, check
 from lab.nemesis.faults import Kind
-from lab.nemesis.history import Life, VipAnswer, Write
+from lab.nemesis.history import Life, Registration, VipAnswer, Write
 from lab.nemesis.world import World
 from tests.lab.nemesis.builder import Story, stamp, steady_pair
 
@@ -362,3 +362,16 @@ def test_the_journal_must_agree_with_the_managers_own_counters() -> None:
     assert check(h).results["recorder"].violations == []
     h.manager = {"overlap_seconds_total": 12.0, "stale_epoch_total": 1}
     assert len(check(h).results["recorder"].violations) == 1
+
+
+def test_a_registration_below_its_own_nodes_epoch_is_stale_even_inside_a_cut() -> None:
+    """After R4 the survivor moves above its peer; a CTI server of that node registering afterwards at the old epoch
+    is stale whatever the peer does (nothing about a cut can excuse a node disagreeing with itself)."""
+    s = cut_story(24.0)
+    s.roles("server1", (0, "ACTIVE"), (21.0, "ACTIVE", "failover"))
+    h = s.history()
+    h.samples["server1"] = [x._replace(epoch=3) if x.sent >= 21.0 else x for x in h.samples["server1"]]
+    h.registrations.append(Registration(22.0, "register", "server1", 1, False))
+    h.registrations.sort()
+    assert [v.what for v in check(h).results["stale-epoch"].violations] == [
+        "server1 registered CTI with epoch 1, below its own epoch 3"]
