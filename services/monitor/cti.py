@@ -17,6 +17,7 @@ from hotstandby.model import Role
 
 class Supervisor(Protocol):
     async def start(self, *, epoch: int) -> None: ...
+    def follow_epoch(self, epoch: int) -> None: ...
     async def stop(self, reason: str = "") -> None: ...
     async def restart(self, reason: str, *, counted: bool = True) -> None: ...
     def snapshot(self) -> dict[str, Any]: ...
@@ -48,7 +49,9 @@ class CtiService:
             running = self.supervisor.snapshot().get("desired") == "running"
             if want and not running:
                 await self.supervisor.start(epoch=epoch)
-            elif not want and running:
+            elif want:
+                self.supervisor.follow_epoch(epoch)  # a respawn must not register at an epoch the node left behind
+            elif running:
                 await self.supervisor.stop("held by operator" if self.held else "node is STANDBY")
 
     async def start(self) -> None:

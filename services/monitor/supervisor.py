@@ -254,6 +254,13 @@ class CtiSupervisor:
             if child is not None:
                 self._event(f"CTI server started, pid {child.pid}, epoch {epoch}")
 
+    def follow_epoch(self, epoch: int) -> None:
+        """The node's epoch moved on while CTI runs (the survivor of a healed dual ACTIVE moves above its peer,
+        R4): a later respawn or restart registers at it. The running server keeps the epoch it registered with
+        (a promotion is not a restart)."""
+        if self._desired == "running" and self._epoch is not None and epoch > self._epoch:
+            self._epoch = epoch
+
     async def stop(self, reason: str = "") -> None:
         """desired=stopped; SIGTERM the group, SIGKILL after stop_grace_s; returns once reaped."""
         was_wanted = self._desired == "running" or self._child is not None
