@@ -19,6 +19,7 @@ from lab.nemesis.world import World, pair_edge, touches_link
 
 TINY = 0.001  # overlaps shorter than a millisecond are rounding
 START_S = 60.0  # a node process answers within this of its start (python imports on a loaded 2-core machine)
+WATCH_S = 0.25  # the recorder notes an exit within a few of its 50 ms polls
 
 
 @dataclass(frozen=True)
@@ -641,7 +642,7 @@ def check_exits(w: World) -> Result:
                 r.fail(x.t, f"{x.node} started but did not serve within {START_S:g} s")
             continue
         meant = any(a.node == x.node and a.fault.kind in (Kind.KILL, Kind.TERM) and
-                    w.loose(a)[0] - 0.01 <= x.t <= w.loose(a)[1] + 0.01 for a in w.applied)
+                    w.loose(a)[0] - 0.01 <= x.t <= w.loose(a)[1] + WATCH_S for a in w.applied)
         started = max((y.t for y in h.life if y.node == x.node and y.event == "start" and y.t <= x.t), default=0.0)
         disk = any(a.fault.kind is Kind.DISK and a.node == x.node and w.loose(a)[0] <= x.t and w.loose(a)[1] >= started
                    for a in w.applied)  # it started (or was starting) while its disk was full

@@ -120,8 +120,10 @@ class Executor:
                 with self.lock:
                     self.held[a.node] += 1
         if k is Kind.KILL:
-            assert node is not None
+            assert node is not None and node.proc is not None and a.node is not None
             node.signal(signal.SIGKILL)
+            node.proc.wait(5)
+            self.rec.saw_exit(a.node, node.proc)
         elif k is Kind.FREEZE:
             assert a.node is not None
             self.lab.signal_host(a.node, signal.SIGSTOP)
@@ -252,6 +254,7 @@ class Executor:
                 except Exception:  # still running: it did not stop on SIGTERM (the checker will say so)
                     a.extra["killed"] = True
                     node.kill()
+                self.rec.saw_exit(a.node, node.proc)  # before the restart below, whatever the watcher saw yet
             began = self.now()
             self._release(a.node)
         elif k in (Kind.PARTITION, Kind.ONEWAY):

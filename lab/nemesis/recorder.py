@@ -119,10 +119,18 @@ class Recorder:
                 code = proc.poll()
                 if code is not None:
                     alive.remove((node, proc))
-                    self._exited.append(proc)
-                    self.note(node, "exit", str(code))
+                    self.saw_exit(node, proc)
 
         self._every(POLL_S, step)
+
+    def saw_exit(self, node: str, proc: Any) -> None:
+        """Note that ``proc`` (a node's process) has exited, once: the watcher calls it, and so does the executor
+        when it reaped the process itself before starting the node again (the note must come first)."""
+        with self.lock:
+            if any(p is proc for p in self._exited):
+                return
+            self._exited.append(proc)
+        self.note(node, "exit", str(proc.returncode))
 
     def note(self, node: str, event: str, detail: str = "") -> None:
         with self.lock:
