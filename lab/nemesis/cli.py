@@ -12,6 +12,7 @@ violation, 2 when a run could not be carried out.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -100,6 +101,24 @@ def campaign(args: argparse.Namespace) -> int:
     return status
 
 
+def recheck(out: Path, results: Path | None) -> int:
+    """Judge every run of a campaign again with this checker, and write its summary again (same meta)."""
+    meta = json.loads((out / "summary.json").read_text())["meta"] if (out / "summary.json").exists() else _meta()
+    meta["rechecked"] = _meta()["commit"]
+    runs = []
+    bad = 0
+    for history in sorted(out.glob("*/history.json"), key=lambda p: p.stat().st_mtime):
+        h = History.load(history)
+        verdict = judge(h, history.parent)
+        print(verdict.report(h) or f"{history.parent.name}: no violation", flush=True)
+        bad += len(verdict.violations)
+        runs.append(report.run_summary(h, verdict, os.path.relpath(history.parent, ROOT)))
+    summary = report.write(out, runs, meta)
+    if results:
+        _publish(out, runs, summary, results)
+    return 1 if bad else 0
+
+
 def _publish(out: Path, runs: list[dict[str, Any]], summary: dict[str, Any], results: Path) -> None:
     """Copy the summary and one representative chart (the busiest run of each mode) beside the bench's results."""
     results.mkdir(parents=True, exist_ok=True)
@@ -126,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="where runs go (default run/nemesis/<time>/)")
     p.add_argument("--results", type=Path, nargs="?", const=RESULTS, default=None,
                    help=f"a campaign also copies its summary and charts here (default {RESULTS.relative_to(ROOT)})")
-    p.add_argument("--check", type=Path, default=None, help="judge a saved history.json again")
+    p.add_argument("--check", type=Path, default=None,
+                   help="judge a saved history.json again, or every run of a campaign's directory (and its summary)")
     args = p.parse_args(argv)
+    if args.check and args.check.is_dir():
+        return recheck(args.check, args.results)
     if args.check:
         h = History.load(args.check)
         text = judge(h, args.check.parent).report(h)

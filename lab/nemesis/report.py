@@ -87,9 +87,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     modes = [m for m in MODES.values() if m in summary]
+    again = f"; judged again by the checker at {meta['rechecked']}" if meta.get("rechecked") else ""
     lines = [f"# Nemesis results ({meta.get('when', '')})", "",
              f"{meta.get('cores', '?')} cores, load average {meta.get('load', '?')} at the start; "
-             f"commit {meta.get('commit', '?')}; profile I = T = {meta.get('interval', '?')} s, N = "
+             f"commit {meta.get('commit', '?')}{again}; profile I = T = {meta.get('interval', '?')} s, N = "
              f"{meta.get('failures', '?')}; the checker's rules: lab/nemesis/README.md.", "",
              "| | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
 
