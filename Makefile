@@ -13,6 +13,8 @@ PYTEST_ARGS ?=
 SIM_ARGS ?= --seed 0 --runs 100000
 BENCH_ARGS ?=
 BENCH_LONG_ARGS ?= --long
+NEMESIS_MINUTES ?= 20
+NEMESIS_ARGS ?=
 
 # $(call need,PATH,what it is): fail with one clear line when a piece is not there yet,
 # instead of a traceback (or, worse, a green run that did nothing).
@@ -23,7 +25,7 @@ need_cmd = @$(HS) $(1) --help >/dev/null 2>&1 || { echo "make $@: 'hotstandby $(
 # or say which are missing (CI=true: fail). The one list that .ci/run uses too.
 packages = @.ci/ensure-packages --for "make $@" $(1)
 
-.PHONY: help venv run test lint fuzz sim chaos bench bench-long compose-test tools console-shots install \
+.PHONY: help venv run test lint fuzz sim chaos bench bench-long compose-test tools console-shots nemesis install \
         install-check clean distclean
 
 help:
@@ -35,6 +37,7 @@ help:
 	@echo "make fuzz        property/fuzz tests with a large example budget"
 	@echo "make sim         the failover simulator (SIM_ARGS=...)"
 	@echo "make chaos       fault-injection tests (network namespaces; root)"
+	@echo "make nemesis     overlapping random faults on the real pair, judged as a history (NEMESIS_MINUTES=20)"
 	@echo "make bench       quick benchmarks; make bench-long for the long ones"
 	@echo "make compose-test  the images and deploy/compose on our own dockerd (root; installs docker.io)"
 	@echo "make tools       fetch helm into .tools/ (for tests/deploy)"
@@ -93,6 +96,12 @@ chaos: venv
 	$(call packages,chaos)
 	$(call need,tests/lab/test_chaos.py,the fault lab)
 	HS_LAB_FULL=1 $(PY) -m pytest tests/lab -m lab -p no:cacheprovider $(PYTEST_ARGS)
+
+# Random, overlapping faults on the real pair for NEMESIS_MINUTES (half without, half with the witness), every
+# run's history judged by lab/nemesis/checker.py; summary and charts to bench/results/nemesis/ (root).
+nemesis: venv
+	$(call packages,nemesis)
+	$(PY) -m lab.nemesis --minutes $(NEMESIS_MINUTES) --results $(NEMESIS_ARGS)
 
 bench: venv
 	$(call packages,bench)

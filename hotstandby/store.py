@@ -161,6 +161,8 @@ class Store:
         conn = sqlite3.connect(path)
         try:
             row = conn.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.OperationalError as exc:  # a full disk or an I/O error: the file itself may be sound
+            raise StoreError(f"cannot read database {path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"database {path} is corrupt: {exc}; move it away to rebuild from the peer") from None
         finally:

@@ -2,7 +2,7 @@
 
 ``running_etcd()`` always tears it down. ``freeze()``/``thaw()`` (SIGSTOP/SIGCONT) make it hang the
 way an unreachable host does (requests time out rather than being refused); ``stop()``/``start()``
-restart it on the same data.
+restart it on the same data. ``start_in_lab()`` runs one on a host of the fault lab instead.
 """
 
 from __future__ import annotations
@@ -22,9 +22,30 @@ from typing import Any
 
 import httpx
 
+from lab.netns import Lab, wait_port
 from lab.waiting import wait_until
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+CLIENT_PORT = 2379
+
+
+def etcd_command(data_dir: Path, host: str, client_port: int, peer_port: int) -> list[str]:
+    """A one-member etcd serving clients on ``host:client_port``."""
+    url, peer = f"http://{host}:{client_port}", f"http://{host}:{peer_port}"
+    return [ETCD, "--name", "witness", "--data-dir", str(data_dir),
+            "--listen-client-urls", url, "--advertise-client-urls", url,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"witness={peer}", "--log-level", "warn"]
+
+
+def start_in_lab(lab: Lab, host: str, root: Path) -> str:
+    """etcd on the lab's ``host`` (data under ``root``), stopped with the lab; returns its client URL."""
+    if not os.path.exists(ETCD):
+        raise FileNotFoundError(f"{ETCD}: the witness needs etcd (apt-get install etcd-server)")
+    addr = lab.addr(host)
+    lab.spawn(host, etcd_command(root / "etcd-data", addr, CLIENT_PORT, CLIENT_PORT + 1), log=root / "etcd.out")
+    wait_port(addr, CLIENT_PORT, 20)
+    return f"http://{addr}:{CLIENT_PORT}"
 
 
 def _free_port(host: str) -> int:
@@ -47,14 +68,9 @@ class Etcd:
         return f"http://{self.host}:{self.client_port}"
 
     def start(self) -> Etcd:
-        peer = f"http://{self.host}:{self.peer_port}"
         log = open(self.data_dir.parent / "etcd.out", "ab")  # noqa: SIM115 (the child holds it)
-        self.proc = subprocess.Popen(
-            [ETCD, "--name", "witness", "--data-dir", str(self.data_dir),
-             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"witness={peer}", "--log-level", "warn"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(etcd_command(self.data_dir, self.host, self.client_port, self.peer_port),
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         wait_until(self.healthy, 20, "etcd healthy")
         return self

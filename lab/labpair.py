@@ -59,6 +59,7 @@ class LabPair(PairWatch):
     timeout: float = 0.5
     failures: int = 3
     extra: dict[str, str] = field(default_factory=dict)
+    lan_host: str = "infra"  # where the LAN probe target listens (the nemesis puts it on its LB host)
     nodes: dict[str, LabNode] = field(default_factory=dict)  # type: ignore[assignment]
     http: httpx.Client = field(default_factory=client)
     token: str = TOKEN
@@ -71,7 +72,7 @@ class LabPair(PairWatch):
             "HS_HEARTBEAT_INTERVAL_S": str(self.interval), "HS_HEARTBEAT_TIMEOUT_S": str(self.timeout),
             "HS_FAILURES_TO_SWITCH": str(self.failures), "HS_PEER_SECRET": SECRET, "HS_ADMIN_TOKEN": TOKEN,
             "HS_CTI_MANAGER_URL": self.manager_url, "HS_LOG_LEVEL": "INFO",
-            "HS_LAN_PROBE_ADDRESSES": f"{lab.addr('infra')}:{LAN_PORT}",
+            "HS_LAN_PROBE_ADDRESSES": f"{lab.addr(self.lan_host)}:{LAN_PORT}",
         } | self.extra
         for node_id in PEER:
             data = self.root / node_id
@@ -81,12 +82,12 @@ class LabPair(PairWatch):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start_infra(self) -> None:
-        infra = self.lab.addr("infra")
+        infra, lan = self.lab.addr("infra"), self.lab.addr(self.lan_host)
         self.manager = self.lab.spawn("infra", [*HOTSTANDBY, "cti-manager", "--bind", f"{infra}:{MANAGER_PORT}"],
                                       log=self.root / "manager.out")
-        self.listener = self.lab.spawn("infra", [sys.executable, "-m", "lab.tools", "listen",
-                                                 f"{infra}:{LAN_PORT}"], log=self.root / "listener.out")
-        wait_port(infra, LAN_PORT, 15)
+        self.listener = self.lab.spawn(self.lan_host, [sys.executable, "-m", "lab.tools", "listen",
+                                                       f"{lan}:{LAN_PORT}"], log=self.root / "listener.out")
+        wait_port(lan, LAN_PORT, 15)
         wait_until(lambda: self.http.get(f"{self.manager_url}/healthz").status_code == 200, 15,
                    "the CTI manager simulator")
 

@@ -7,6 +7,9 @@ One run owns four namespaces, named with a per-run id so parallel and stale runs
     hs-br-<id>  the bridge that joins them, plus a veth from the root namespace (198.18.<net>.254)
                 so the test process can observe every host from outside the pair
 
+A run may ask for more hosts (``Lab(hosts=ALL_HOSTS)``): ``lb`` at .4 (HAProxy and the LAN probe
+target) and ``etcd`` at .5 (the witness), so that any of them can be cut from any other.
+
 Addresses come from 198.18.0.0/15 only (RFC 2544 benchmarking space), one /24 per run, and nothing
 is routed anywhere else. Faults are iptables rules inside a host's namespace (DROP for a cut,
 ``-m statistic --mode random`` for loss), signals to every process of a host, libfaketime, and
@@ -38,9 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 STATE_DIR = Path("/run/hs-lab")  # <id>.pid (the owning pytest) and net-<n> (the /24 a run holds)
 MOUNT_BASE = Path("/tmp")  # lab filesystems are mounted under /tmp/hs-lab-<id>/
 HOSTS = ("server1", "server2", "infra")
-HOST_OCTET = {"server1": 1, "server2": 2, "infra": 3}
+ALL_HOSTS = (*HOSTS, "lb", "etcd")
+HOST_OCTET = {"server1": 1, "server2": 2, "infra": 3, "lb": 4, "etcd": 5}
+SHORT = {"server1": "s1", "server2": "s2", "infra": "infra", "lb": "lb", "etcd": "etcd", "bridge": "br"}
 OBSERVER_OCTET = 254
-NS_RE = re.compile(r"^hs-(s1|s2|infra|br)-([0-9a-f]{6})$")
+NS_RE = re.compile(r"^hs-(s1|s2|infra|lb|etcd|br)-([0-9a-f]{6})$")
 LINK_RE = re.compile(r"^hs([0-9a-f]{6})$")
 # Proxy settings must not send a node's (or the CTI simulator's) HTTP anywhere but our own network.
 PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
@@ -128,14 +133,14 @@ class Lab:
     """One run's hosts and bridge. ``setup()`` builds them, ``teardown()`` removes everything."""
 
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    hosts: tuple[str, ...] = HOSTS
     net: int = -1
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     mounts: list[Path] = field(default_factory=list)
 
     # -- names -------------------------------------------------------------------------------
     def ns(self, host: str) -> str:
-        short = {"server1": "s1", "server2": "s2", "infra": "infra", "bridge": "br"}[host]
-        return f"hs-{short}-{self.run_id}"
+        return f"hs-{SHORT[host]}-{self.run_id}"
 
     def addr(self, host: str) -> str:
         octet = OBSERVER_OCTET if host == "observer" else HOST_OCTET[host]
@@ -172,7 +177,7 @@ class Lab:
             run(["ip", "netns", "add", br])
             self.in_ns(br, "ip", "link", "add", "br0", "type", "bridge")
             self.in_ns(br, "ip", "link", "set", "br0", "up")
-            for host in HOSTS:
+            for host in self.hosts:
                 ns = self.ns(host)
                 run(["ip", "netns", "add", ns])
                 self.in_ns(ns, "ip", "link", "set", "lo", "up")
@@ -202,7 +207,7 @@ class Lab:
         for mnt in reversed(self.mounts):
             run(["umount", "-l", str(mnt)], check=False)
         self.mounts.clear()
-        for host in (*HOSTS, "bridge"):
+        for host in (*self.hosts, "bridge"):
             ns = self.ns(host)
             for pid in run(["ip", "netns", "pids", ns], check=False).stdout.split():
                 with contextlib.suppress(ProcessLookupError, ValueError):
@@ -262,28 +267,44 @@ class Lab:
     def _ipt(self, host: str, *rule: str) -> None:
         self.sh(host, "iptables", "-w", *rule)
 
-    def cut(self, src: str, dst: str, *, both: bool = True) -> None:
+    # A network fault is a list of filter rules, each (host, rule spec). ``apply`` adds them with one
+    # iptables-restore per host; ``undo=True`` deletes exactly those rules again (-D removes one copy
+    # of a rule), so overlapping faults heal one at a time, each leaving the others in place.
+    def apply(self, rules: Sequence[tuple[str, str]], *, undo: bool = False) -> None:
+        by_host: dict[str, list[str]] = {}
+        for host, spec in rules:
+            by_host.setdefault(host, []).append(f"{'-D' if undo else '-A'} {spec}")
+        for host, lines in by_host.items():
+            text = "*filter\n" + "\n".join(lines) + "\nCOMMIT\n"
+            r = subprocess.run([*self.exec_prefix(host), "iptables-restore", "-w", "-n"], input=text,
+                               capture_output=True, text=True, timeout=20)
+            if r.returncode != 0:
+                raise LabError(f"iptables-restore on {host} -> {r.returncode}: {r.stderr.strip()}")
+
+    def cut_rules(self, src: str, dst: str, *, both: bool = True) -> list[tuple[str, str]]:
+        rules = [(src, f"OUTPUT -d {self.addr(dst)} -j DROP"), (dst, f"INPUT -s {self.addr(src)} -j DROP")]
+        return rules + (self.cut_rules(dst, src, both=False) if both else [])
+
+    def loss_rules(self, a: str, b: str, probability: float) -> list[tuple[str, str]]:
+        return [(x, f"INPUT -s {self.addr(y)} -m statistic --mode random --probability {probability:.4f} -j DROP")
+                for x, y in ((a, b), (b, a))]
+
+    def cut(self, src: str, dst: str, *, both: bool = True, undo: bool = False) -> None:
         """Drop every packet from ``src`` to ``dst`` (and back, unless ``both`` is False)."""
-        self._ipt(src, "-A", "OUTPUT", "-d", self.addr(dst), "-j", "DROP")
-        self._ipt(dst, "-A", "INPUT", "-s", self.addr(src), "-j", "DROP")
-        if both:
-            self.cut(dst, src, both=False)
+        self.apply(self.cut_rules(src, dst, both=both), undo=undo)
 
-    def cut_port(self, src: str, dst: str, port: int) -> None:
+    def cut_port(self, src: str, dst: str, port: int, *, undo: bool = False) -> None:
         """Drop TCP from ``src`` to ``dst:port`` only (one service of a host, e.g. the witness's etcd)."""
-        self._ipt(src, "-A", "OUTPUT", "-p", "tcp", "-d", self.addr(dst), "--dport", str(port), "-j", "DROP")
-        self._ipt(dst, "-A", "INPUT", "-p", "tcp", "-s", self.addr(src), "--dport", str(port), "-j", "DROP")
+        self.apply([(src, f"OUTPUT -p tcp -d {self.addr(dst)} --dport {port} -j DROP"),
+                    (dst, f"INPUT -p tcp -s {self.addr(src)} --dport {port} -j DROP")], undo=undo)
 
-    def loss(self, a: str, b: str, probability: float) -> None:
+    def loss(self, a: str, b: str, probability: float, *, undo: bool = False) -> None:
         """Drop a random share of the packets between ``a`` and ``b``, each direction independently."""
-        p = f"{probability:.4f}"
-        for x, y in ((a, b), (b, a)):
-            self._ipt(x, "-A", "INPUT", "-s", self.addr(y), "-m", "statistic", "--mode", "random",
-                      "--probability", p, "-j", "DROP")
+        self.apply(self.loss_rules(a, b, probability), undo=undo)
 
     def isolate(self, host: str) -> None:
         """Cut ``host`` from every other host (the peer and the LAN); the observer still sees it."""
-        for other in HOSTS:
+        for other in self.hosts:
             if other != host:
                 self.cut(host, other)
 
@@ -294,7 +315,7 @@ class Lab:
 
     def heal(self) -> None:
         """Remove every network fault (filter and nat rules) on every host."""
-        for host in HOSTS:
+        for host in self.hosts:
             self._ipt(host, "-F")
             self._ipt(host, "-t", "nat", "-F")
 
@@ -352,19 +373,47 @@ class Lab:
             raise LabError(f"{path} still mounted {options.strip()} after the repair")
 
 
-def skewed_clock(offset: str) -> dict[str, str]:
-    """Environment that shifts a process's clock by ``offset`` (libfaketime, e.g. "+600s"); the process
-    itself is preloaded, so its pid is the program's own (the ``faketime`` wrapper would fork)."""
+def _faketime_lib() -> str:
     lib = next((p for p in FAKETIME_LIBS if Path(p).exists()), None)
     if lib is None:
         raise LabError("libfaketime not found (apt-get install faketime)")
-    return {"LD_PRELOAD": lib, "FAKETIME": offset, "FAKETIME_DONT_RESET": "1"}
+    return lib
+
+
+def skewed_clock(offset: str) -> dict[str, str]:
+    """Environment that shifts a process's clock by ``offset`` (libfaketime, e.g. "+600s"); the process
+    itself is preloaded, so its pid is the program's own (the ``faketime`` wrapper would fork)."""
+    return {"LD_PRELOAD": _faketime_lib(), "FAKETIME": offset, "FAKETIME_DONT_RESET": "1"}
+
+
+def stepped_clock(offset_file: Path) -> dict[str, str]:
+    """Environment for a process whose wall clock ``step_clock`` can step while it runs.
+
+    libfaketime reads the offset from ``offset_file`` on every call (FAKETIME_NO_CACHE: its cache
+    expires on the faked clock, so a step back would hide the next step for as long). Only the wall
+    clock moves, as with an NTP step or ``date -s``: CLOCK_MONOTONIC stays true (FAKETIME_DONT_FAKE_
+    MONOTONIC), so timers and timeouts are unaffected; FAKETIME_FORCE_MONOTONIC_FIX=0 then keeps
+    libfaketime's condition-variable workaround from costing every thread start 0.1-0.7 s. (libfaketime
+    0.9.10 then fails an absolute clock_nanosleep, i.e. Python's ``time.sleep``, with EINVAL; the node
+    never calls it.)"""
+    if not offset_file.exists():
+        step_clock(offset_file, 0.0)
+    return {"LD_PRELOAD": _faketime_lib(), "FAKETIME_TIMESTAMP_FILE": str(offset_file), "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_FORCE_MONOTONIC_FIX": "0", "FAKETIME_DONT_RESET": "1"}
+
+
+def step_clock(offset_file: Path, seconds: float) -> None:
+    """Set the wall clock of every process started with ``stepped_clock(offset_file)`` to true time +
+    ``seconds`` (atomically: a reader never sees a half-written file)."""
+    tmp = offset_file.with_name(offset_file.name + ".tmp")
+    tmp.write_text(f"{seconds:+.3f}s\n")
+    os.replace(tmp, offset_file)
 
 
 @contextlib.contextmanager
-def lab_run() -> Iterator[Lab]:
+def lab_run(hosts: tuple[str, ...] = HOSTS) -> Iterator[Lab]:
     """A lab for the duration of the block; torn down even when the block raises."""
-    lab = Lab()
+    lab = Lab(hosts=hosts)
     try:
         yield lab.setup()
     finally:

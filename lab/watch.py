@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from lab.bounds import Bounds
 from lab.waiting import stop_process, wait_until
 
 HOTSTANDBY = [sys.executable, "-m", "cli"]  # the `hotstandby` command of this checkout
@@ -117,19 +118,23 @@ class PairWatch:
 
     # -- the SPEC's bounds -------------------------------------------------------------------
     @property
+    def bounds(self) -> Bounds:
+        return Bounds(self.interval, self.timeout, self.failures)
+
+    @property
     def bound_r1(self) -> float:
         """Peer death to ACTIVE (R1), LAN loss to STANDBY (R5), both serving to one ACTIVE (R6): N·I + T + I."""
-        return self.failures * self.interval + self.timeout + self.interval
+        return self.bounds.r1
 
     @property
     def bound_r3(self) -> float:
         """server1 healthy to ACTIVE again (R3): N·I + I."""
-        return self.failures * self.interval + self.interval
+        return self.bounds.r3
 
     @property
     def bound_r4(self) -> float:
         """Link healed to one ACTIVE (R4): 2N·I + I."""
-        return 2 * self.failures * self.interval + self.interval
+        return self.bounds.r4
 
     # -- observation -------------------------------------------------------------------------
     def serving(self, node_id: str) -> bool:

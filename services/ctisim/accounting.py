@@ -10,10 +10,13 @@ tests drive it with a fake clock and hypothesis.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_LAPSE_S = 0.5
+JOURNAL_SIZE = 100_000  # registrations, unregistrations and lapses kept for `GET /events`
 
 
 @dataclass
@@ -72,6 +75,10 @@ class OverlapAccounting:
     _accounted_to: float | None = None
     # Length of the overlap stretch in progress (0 when fewer than two nodes hold).
     _episode: float = 0.0
+    # Every registration, unregistration and lapse, numbered from 1, with its wall time: a recorder
+    # outside the pair rebuilds who held CTI when (and at which epoch) without sampling. `reset` keeps it.
+    journal: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=JOURNAL_SIZE))
+    _seq: int = 0
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -81,6 +88,7 @@ class OverlapAccounting:
         stale = self.max_epoch is not None and epoch < self.max_epoch
         if stale:
             self.counters.stale_epoch_total += 1
+        self._note("register", node_id, epoch, self.wall(), stale=stale)
         self.max_epoch = epoch if self.max_epoch is None else max(self.max_epoch, epoch)
         before = len(self._holders)
         replaced = node_id in self._holders
@@ -123,6 +131,7 @@ class OverlapAccounting:
             return False
         del self._holders[node_id]
         self.counters.unregistrations_total += 1
+        self._note("unregister", node_id, reg.epoch, self.wall())
         self._close_episode_if_below_two()
         return True
 
@@ -140,7 +149,17 @@ class OverlapAccounting:
         epochs = [r.epoch for r in self._holders.values()]
         self.max_epoch = max(epochs) if epochs else None
 
+    def _note(self, kind: str, node_id: str, epoch: int, wall: float, *, stale: bool = False) -> None:
+        self._seq += 1
+        self.journal.append({"seq": self._seq, "kind": kind, "node_id": node_id, "epoch": epoch, "wall": wall,
+                             "stale": stale})
+
     # -- reading --------------------------------------------------------------------------------
+
+    def events(self, after: int = 0) -> list[dict[str, Any]]:
+        """Journal entries numbered above ``after``, oldest first (lapses up to now included)."""
+        self.advance()
+        return [e for e in self.journal if e["seq"] > after]
 
     def holders(self) -> list[Registration]:
         """Live registrations, oldest first."""
@@ -182,6 +201,7 @@ class OverlapAccounting:
                 # The holder lapsed at reg.end, which is inside (prev, now].
                 del self._holders[reg.node_id]
                 self.counters.lapses_total += 1
+                self._note("lapse", reg.node_id, reg.epoch, self.wall() - (now - reg.end))
                 live -= 1
                 if live < 2:
                     self._close_episode_if_below_two(live)

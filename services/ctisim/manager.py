@@ -121,6 +121,12 @@ def create_app(
     async def state() -> dict[str, Any]:
         return state_json(acc)
 
+    @app.get("/events")
+    async def events(after: int = 0) -> dict[str, Any]:
+        """The journal after sequence number ``after``: each registration, unregistration and lapse with
+        its node, epoch, wall time and (registrations) whether the epoch was stale."""
+        return {"events": acc.events(after), "wall": acc.wall()}
+
     @app.post("/reset")
     async def reset(holders: bool = False) -> dict[str, Any]:
         """Zero the counters; `?holders=true` also forgets the live registrations."""

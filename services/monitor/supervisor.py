@@ -308,6 +308,13 @@ class CtiSupervisor:
                 words += f"; it did not go idle within {self._stop_grace_s:g} s and was replaced"
             self._event(words)
 
+    def follow_epoch(self, epoch: int) -> None:
+        """The node's epoch moved on while CTI runs (the survivor of a healed dual ACTIVE moves above its peer,
+        R4): a later respawn or restart registers at it. The running server keeps the epoch it registered with
+        (a promotion is not a restart)."""
+        if self._desired == "running" and self._epoch is not None and epoch > self._epoch:
+            self._epoch = epoch
+
     async def stop(self, reason: str = "") -> None:
         """desired=stopped; SIGTERM the group, SIGKILL after stop_grace_s; returns once reaped."""
         was_wanted = self._desired != "stopped" or self._child is not None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -178,6 +180,32 @@ def test_corrupt_file_refused_with_a_message_naming_it(db: Path, damage: str) ->
         Store(db)
     assert str(db) in str(info.value)
     assert "corrupt" in str(info.value) or "cannot open" in str(info.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small filesystem needs root")
+def test_a_full_disk_at_start_is_not_called_corruption(tmp_path: Path) -> None:
+    """A sound database on a full disk is refused as unreadable, without the advice to move it away (found by the
+    nemesis, seed 1 without a witness: a node restarted while its disk was full said its database was corrupt)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "hs-test-full", str(disk)], check=True)
+    try:
+        db = disk / "hotstandby.db"
+        first = Store(db)
+        first.save_node(node_id="server1", role="ACTIVE", epoch=1, cause="R1")
+        first.close()  # a clean stop: the WAL is folded in and removed, a new open must create it again
+        fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+        os.close(fd)
+        with pytest.raises(StoreError) as info:
+            Store(db)
+        assert (str(db) in str(info.value), "corrupt" in str(info.value)) == (True, False)
+        (disk / "filler").unlink()
+        assert Store(db).load_node() is not None  # the same file, once there is room again
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 @pytest.mark.parametrize("where", ["parent-is-a-file", "path-is-a-directory"])

@@ -46,4 +46,4 @@ class Row:
 
 def margin_for(pair: LabPair) -> float:
     """Slack on top of a SPEC bound for a loaded machine (process startup, scheduling), not design slack."""
-    return max(2.0, 2 * pair.interval)
+    return pair.bounds.margin

@@ -12,15 +12,14 @@ from typing import Any
 
 import pytest
 
-from lab.etcd import ETCD
+from lab.etcd import CLIENT_PORT as ETCD_PORT
+from lab.etcd import start_in_lab
 from lab.labpair import ConfigLedger, LabPair
-from lab.netns import wait_port
 from lab.waiting import wait_until
 from tests.lab.matrix import Row, lab_seconds, margin_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.integration]
 
-ETCD_PORT = 2379
 L = 2.0  # what etcd grants for max(N·I, 1 s) = 1.5 s at the lab's profile (its minimum is 2 s)
 
 MakePair = Callable[..., LabPair]
@@ -30,13 +29,7 @@ RowOf = Callable[..., Row]
 def witnessed_pair(make_pair: MakePair, **kwargs: Any) -> tuple[LabPair, ConfigLedger]:
     """etcd on the infra host, both nodes started with it as their witness, settled with server1 ACTIVE."""
     pair = make_pair(**kwargs)
-    infra = pair.lab.addr("infra")
-    url, peer = f"http://{infra}:{ETCD_PORT}", f"http://{infra}:2380"
-    pair.lab.spawn("infra", [ETCD, "--name", "witness", "--data-dir", str(pair.root / "etcd-data"),
-                             "--listen-client-urls", url, "--advertise-client-urls", url,
-                             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                             "--initial-cluster", f"witness={peer}"], log=pair.root / "etcd.out")
-    wait_port(infra, ETCD_PORT, 20)
+    url = start_in_lab(pair.lab, "infra", pair.root)
     for node in pair.nodes.values():
         node.env["HS_WITNESS_URL"] = url
     pair.start()

@@ -319,3 +319,33 @@ def test_two_registrations_overlap_by_their_intersection(a: int, b: int, c: int,
     expected = max(0, min(b, d) - max(a, c)) * 0.05
     assert expected == pytest.approx(acc.counters.overlap_seconds_total, abs=1e-9)
     assert (1 if expected > 0 else 0) == acc.counters.overlaps_total
+
+
+def test_journal_tells_who_held_when_and_at_which_epoch() -> None:
+    """Registrations, unregistrations and lapses are journaled in order with their wall times; the lapse
+    is stamped when it happened (last keepalive + 0.5 s), not when it was noticed."""
+    clock, wall = FakeClock(start=100.0), FakeClock(start=1_700_000_000.0)
+    acc = OverlapAccounting(clock=clock, wall=wall, lapse_s=LAPSE)
+    acc.register("server1", 5)
+    for c in (clock, wall):
+        c.advance(0.2)
+    acc.register("server2", 4)
+    for c in (clock, wall):
+        c.advance(2.0)
+    assert acc.unregister("server1", 5) is False  # lapsed long ago
+    events = acc.events()
+    assert [(e["seq"], e["kind"], e["node_id"], e["epoch"], e["stale"]) for e in events] == [
+        (1, "register", "server1", 5, False), (2, "register", "server2", 4, True),
+        (3, "lapse", "server1", 5, False), (4, "lapse", "server2", 4, False)]
+    assert [round(e["wall"] - 1_700_000_000.0, 6) for e in events] == [0.0, 0.2, 0.5, 0.7]
+    assert [e["seq"] for e in acc.events(after=2)] == [3, 4]
+
+
+def test_unregister_is_journaled() -> None:
+    """A clean stop is an unregister entry (and no lapse follows)."""
+    acc, clock = make()
+    acc.register("server1", 1)
+    clock.advance(0.1)
+    assert acc.unregister("server1", 1)
+    clock.advance(1.0)
+    assert [e["kind"] for e in acc.events()] == ["register", "unregister"]

@@ -213,3 +213,17 @@ def test_manager_process_serves_and_exits_0_on_signal(sig: signal.Signals) -> No
         assert mgr.proc.wait(timeout=5) == 0
     finally:
         mgr.stop()
+
+
+def test_events_journal_registrations_and_lapses_after_a_sequence_number(mgr: Manager) -> None:
+    """GET /events?after=N answers the journal entries numbered above N, each with node, epoch and wall time."""
+    first = mgr.http.get("/events").json()["events"]
+    last = first[-1]["seq"] if first else 0
+    mgr.post("/register", node_id="server1", epoch=7)
+    mgr.post("/register", node_id="server2", epoch=6)
+    mgr.clock.advance(1.0)
+    body = mgr.http.get("/events", params={"after": last}).json()
+    assert [(e["kind"], e["node_id"], e["epoch"], e["stale"]) for e in body["events"]] == [
+        ("register", "server1", 7, False), ("register", "server2", 6, True),
+        ("lapse", "server1", 7, False), ("lapse", "server2", 6, False)]
+    assert body["events"][0]["wall"] == mgr.wall.now

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from hotstandby.model import Role
+from services.monitor.cti import CtiService
 from services.monitor.supervisor import CtiSupervisor
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -396,6 +398,32 @@ def test_restart_counts_keeps_epoch_and_never_starts_a_stopped_cti() -> None:
         await sup.restart("config change", counted=False)
         assert sup.restarts == 1
         assert sup.snapshot()["pid"] not in (first, second)
+
+    run(lambda: closing(sup, body))
+
+
+def test_a_respawn_after_the_node_epoch_moved_registers_at_the_new_epoch(tmp_path: Path) -> None:
+    """The survivor of a healed dual ACTIVE moves its epoch above its peer's while its CTI runs (R4): the running
+    server keeps its epoch, but a watchdog respawn must register at the node's epoch now, not the one it left
+    behind (found by the nemesis, seed 532 without a witness: CTI crashes after a healed cut registered at epoch 2
+    on a node at epoch 3)."""
+    epoch_file = tmp_path / "epoch"
+    sup = make([PY, "-c", PROTOCOL_CHILD, str(epoch_file)])
+    role: list[tuple[Role | None, int]] = [(Role.ACTIVE, 3)]
+    cti = CtiService(sup, lambda: role[0])
+
+    async def body() -> None:
+        await cti.converge()
+        await until(lambda: sup.up and epoch_file.exists() and epoch_file.read_text() == "3", what="READY at 3")
+        first = sup.snapshot()["pid"]
+        role[0] = (Role.ACTIVE, 5)  # R4: the survivor moved above the peer that stepped down
+        await cti.converge()
+        assert (sup.snapshot()["pid"], sup.snapshot()["epoch"]) == (first, 3)  # not restarted for it
+        epoch_file.unlink()
+        os.kill(first, signal.SIGKILL)
+        await until(lambda: sup.snapshot()["pid"] not in (None, first) and epoch_file.exists()
+                    and epoch_file.read_text() != "", what="respawn")
+        assert (epoch_file.read_text(), sup.snapshot()["epoch"]) == ("5", 5)
 
     run(lambda: closing(sup, body))
 
