@@ -35,7 +35,7 @@ from hotstandby.hlc import HybridClock, Timestamp
 from hotstandby.metrics import ArbiterMetrics
 from hotstandby.model import Cause, Decision, NodeState, Observation, Role
 from hotstandby.settings import ClusterSettings, NodeSettings
-from hotstandby.store import Store, StoreError
+from hotstandby.store import Store, StoreError, WriteCheck
 from hotstandby.witness import Witness
 from services.arbiter import probes
 from services.arbiter.commands import Commands, SwitchRefused
@@ -75,6 +75,7 @@ class Arbiter:
         self.commands = Commands(self.mem, roles=self.roles, exchange=self.exchange, peer=peer, cti=cti)
         self.started = clock()
         self.last_tick_done: float | None = None
+        self.write_check = WriteCheck(store, clock=clock)
         self.channels: dict[str, dict[str, Any]] = {
             "probe": {"ok": None, "seconds": None, "detail": "not probed yet"},
             "exchange": {"ok": None, "consecutive_failures": 0},
@@ -129,7 +130,8 @@ class Arbiter:
         mem, cfg = self.mem, self.cluster
         before = mem.version
         started = self.clock()
-        await asyncio.to_thread(self._check_store)  # an fsync must not stall the loop and its HTTP
+        if self.write_check.due(self.mem.store_problem is not None):
+            await asyncio.to_thread(self._check_store)  # an fsync must not stall the loop and its HTTP
         probe, exchanged, lan, vip, _ = await asyncio.gather(
             self.peer.probe(), self.exchange.exchange_full(cfg), probes.lan_ok(cfg), self.vip.where(cfg),
             self.lease.renew(cfg),
