@@ -37,9 +37,10 @@ from services.arbiter.app import create_app as create_arbiter_app
 from services.arbiter.config import ConfigBook
 from services.arbiter.heartbeat import Arbiter
 from services.arbiter.peer import PeerClient
-from services.monitor.app import MonitorContext
+from services.monitor.app import MonitorContext, probe
 from services.monitor.app import create_app as create_monitor_app
 from services.monitor.cti import CtiService
+from services.monitor.hotpath import HotProbes
 from services.monitor.supervisor import CtiSupervisor
 
 log = logging.getLogger("hotstandby.node")
@@ -82,8 +83,11 @@ def _server(app: Any, node: NodeSettings, port: int) -> _Server:
         ssl = {"ssl_certfile": node.tls_cert_file, "ssl_keyfile": node.tls_key_file}
         if node.tls_ca_file:
             ssl["ssl_ca_certs"] = node.tls_ca_file
+    # httptools parses requests (uvicorn picks it when installed); no Server or Date header: the peer and
+    # HAProxy read neither, and every answer on the peer link is shorter without them.
     config = uvicorn.Config(app, host=node.bind_host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=1, timeout_keep_alive=120, lifespan="off", **ssl)
+                            timeout_graceful_shutdown=1, timeout_keep_alive=120, lifespan="off",
+                            server_header=False, date_header=False, **ssl)
     return _Server(config)
 
 
@@ -158,7 +162,7 @@ def _monitor_app(n: Node, role: Callable[[], Role | None]) -> Any:
         role=role, cti=n.cti, registry=monitor_registry(n.node.node_id, lambda: sup.up, lambda: sup.restarts),
         ftlog=n.ftlog, self_check=_self_check(n),
     )
-    return create_monitor_app(ctx)
+    return HotProbes(create_monitor_app(ctx), probe(ctx))
 
 
 class _LocalCti:

@@ -21,8 +21,8 @@ from hotstandby.model import Role
 from hotstandby.settings import NodeSettings
 from hotstandby.web import BodyLimit, admin_guard, error_responses, install_error_handlers
 from services.monitor.cti import CtiService, NotActive
+from services.monitor.hotpath import answer, canonical
 
-COMPAT_PATHS = {"/ipscfg/admin/monitor.aspx": "/monitor", "/monitor": "/monitor"}
 # Documented, not enforced: an unknown mod is the SPEC's 400 with a message, not FastAPI's 422.
 MOD_PATTERN = r"^\s*([Nn][Oo][Nn][Ee]|[Ii][Pp][Ss][Ww][Ss]|[Ff][Tt])\s*$"
 CTI_FIELDS = ("state", "pid", "restarts", "ports_registered", "devices_registered", "last_error")
@@ -36,7 +36,7 @@ class CaseInsensitivePaths:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            target = COMPAT_PATHS.get(scope["path"].lower().rstrip("/") or "/")
+            target = canonical(scope["path"])
             if target:
                 scope = dict(scope, path=target, raw_path=target.encode())
         await self.app(scope, receive, send)
@@ -53,6 +53,14 @@ class MonitorContext:
     self_check: Callable[[], str | None]  # None when the application is healthy
 
 
+def probe(ctx: MonitorContext) -> Callable[[str], tuple[int, str]]:
+    """The probe's answer for a ``mod``: one implementation for the route and for hotpath.HotProbes."""
+    def reply(mod: str) -> tuple[int, str]:
+        return answer(mod, role=ctx.role, self_check=ctx.self_check)
+
+    return reply
+
+
 def create_app(ctx: MonitorContext) -> FastAPI:
     app = FastAPI(title=f"hotstandby monitor ({ctx.node.node_id})", version="0.1.0",
                   description="Health and role probes for the peer and the load balancer; CTI supervisor.")
@@ -61,32 +69,21 @@ def create_app(ctx: MonitorContext) -> FastAPI:
     install_error_handlers(app)
     admin = admin_guard(ctx.node.admin_token, lambda msg: ctx.ftlog.write("Monitor", msg))
 
-    def probe(mod: str) -> PlainTextResponse:
-        kind = mod.strip().upper()
-        if kind == "NONE":
-            return PlainTextResponse("OK")
-        if kind == "IPSWS":
-            problem = ctx.self_check()
-            if problem:
-                return PlainTextResponse(f"IPSWS=ERROR: {problem}", status_code=503)
-            return PlainTextResponse("IPSWS=OK")
-        if kind == "FT":
-            active = ctx.role() is Role.ACTIVE
-            return PlainTextResponse("ACTIVE" if active else "STANDBY", status_code=200 if active else 503)
-        return PlainTextResponse(f"unknown mod {mod[:40]!r}: use NONE, IPSWS or FT", status_code=400)
-
     @app.get("/monitor", tags=["probes"], response_class=PlainTextResponse,
              summary="Also at /IPSCFG/admin/monitor.aspx; path and mod match case-insensitively",
              responses={503: {"description": "STANDBY (mod=FT) or IPSWS=ERROR"}, 400: {"description": "unknown mod"}})
-    def monitor(mod: Annotated[str, Query(json_schema_extra={"pattern": MOD_PATTERN})] = "NONE") -> PlainTextResponse:
-        return probe(mod)
+    async def monitor(mod: Annotated[str, Query(json_schema_extra={"pattern": MOD_PATTERN})] = "NONE"
+                      ) -> PlainTextResponse:
+        # hotpath.HotProbes, in front of this app (node.py), answers plain GETs itself with the same words.
+        status, text = probe(ctx)(mod)
+        return PlainTextResponse(text, status_code=status)
 
     @app.get("/whoami", tags=["probes"])
-    def whoami() -> dict[str, str]:
+    async def whoami() -> dict[str, str]:
         return {"node_id": ctx.node.node_id, "address": ctx.address()}
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
@@ -94,7 +91,7 @@ def create_app(ctx: MonitorContext) -> FastAPI:
         return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/cti", tags=["cti"])
-    def cti() -> dict[str, Any]:
+    async def cti() -> dict[str, Any]:
         snap = ctx.cti.supervisor.snapshot()
         return {k: snap.get(k) for k in CTI_FIELDS} | {"held": ctx.cti.held}
 
@@ -104,7 +101,7 @@ def create_app(ctx: MonitorContext) -> FastAPI:
         except NotActive as exc:
             raise HTTPException(409, str(exc)) from None
         ctx.ftlog.write("Monitor", f"CTI {action} requested by the administrator")
-        return JSONResponse(cti())
+        return JSONResponse(await cti())
 
     @app.post("/cti/start", tags=["cti"], dependencies=[Depends(admin)], responses=error_responses(401, 409))
     async def cti_start() -> JSONResponse:
