@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from hotstandby.http1 import Connection, HttpError
 
 REGISTRATION_S = 0.2
-KEEPALIVE_INTERVAL_S = 0.05  # the spec asks for at least every 0.1 s; the manager lapses at 0.5 s
+KEEPALIVE_INTERVAL_S = 0.08  # the spec asks for at least every 0.1 s (20 % margin); the manager lapses at 0.5 s
 KEEPALIVE_TIMEOUT_S = 0.2  # a hung manager must not stall the keepalive schedule for long
 REGISTER_TIMEOUT_S = 0.3
 UNREGISTER_TIMEOUT_S = 0.5
@@ -41,7 +41,8 @@ def _say(out: TextIO, line: str) -> None:
 async def _pause(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep up to `seconds`; True when told to stop meanwhile (so a stop is never delayed)."""
     try:
-        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+        async with asyncio.timeout(max(0.0, seconds)):  # no task a pause, unlike wait_for (20 pauses a second)
+            await stop.wait()
     except TimeoutError:
         return stop.is_set()
     return True
@@ -206,22 +207,30 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return p
 
 
+def _runner() -> asyncio.Runner:
+    """uvloop's event loop when installed: 20 keepalives a second cost less CPU there."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m services.ctisim.sim` / `hotstandby cti-sim`: exit 0 after SIGTERM or SIGINT."""
     args = build_parser(os.environ).parse_args(argv)
     if args.ports < 0 or args.devices < 0:
         print("cti-sim: --ports and --devices must be >= 0", file=sys.stderr)
         return 2
-    return asyncio.run(
-        run(
+    with _runner() as runner:
+        return runner.run(run(
             node_id=args.node_id,
             epoch=args.epoch,
             ports=args.ports,
             devices=args.devices,
             manager_url=args.manager_url,
             exit_with_parent=args.exit_with_parent,
-        )
-    )
+        ))
 
 
 if __name__ == "__main__":
