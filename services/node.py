@@ -36,6 +36,7 @@ from hotstandby.witness import EtcdWitness
 from services.arbiter.app import create_app as create_arbiter_app
 from services.arbiter.config import ConfigBook
 from services.arbiter.heartbeat import Arbiter
+from services.arbiter.hotpath import HotBeats
 from services.arbiter.peer import PeerClient
 from services.monitor.app import MonitorContext, probe
 from services.monitor.app import create_app as create_monitor_app
@@ -245,7 +246,8 @@ async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter:
                    if node.witness_url.strip() else None)
         n.arbiter = Arbiter(node=node, store=n.store, ftlog=n.ftlog, metrics=ArbiterMetrics(node.node_id),
                             config=n.config, hlc=n.hlc, peer=peer, cti=cti, witness=witness)
-        n.servers.append(_server(create_arbiter_app(n.arbiter), node, cfg.arbiter_port))
+        app = create_arbiter_app(n.arbiter)
+        n.servers.append(_server(HotBeats(app, app.state.beats), node, cfg.arbiter_port))
     n.ftlog.write("Arbiter" if with_arbiter else "Monitor",
                   f"Starting {node.node_id} ({node.rank}) as STANDBY, epoch "
                   f"{n.arbiter.state.epoch if n.arbiter else '-'}; hot standby {'on' if cfg.enabled else 'off'}")

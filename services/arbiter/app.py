@@ -19,7 +19,9 @@ from hotstandby.rules import StaleCommand
 from hotstandby.settings import ClusterSettings, SettingsError
 from hotstandby.store import StoreError
 from hotstandby.web import BodyLimit, admin_guard, console_html, error_responses, install_error_handlers
+from services.arbiter import wire
 from services.arbiter.heartbeat import Arbiter, SwitchRefused
+from services.arbiter.hotpath import BeatEndpoint
 
 
 class SwitchRequest(BaseModel):
@@ -88,6 +90,11 @@ _LOG_CONTENT: dict[str, Any] = {"content": {
     "text/plain": {"schema": {"type": "string"}},
     "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
 }, "description": "the day's fault-tolerant log: text, or parsed entries with ?format=json"}
+
+
+_BEAT_ANSWER: dict[int | str, dict[str, Any]] = {200: {
+    "description": "the answering node's word about itself (t = [t2, t3])",
+    "content": {"application/json": {"schema": wire.SCHEMA}}}}
 
 
 def _who(request: Request) -> str:
@@ -215,6 +222,24 @@ def create_app(arbiter: Arbiter) -> FastAPI:
         return arbiter.config.as_json()
 
     app.include_router(peer)
+
+    # The compact exchange (protocol 2): signed in one header, not by the peer router's dependency.
+    # hotpath.HotBeats, in front of this app (node.py), answers it through the same BeatEndpoint.
+    beats = app.state.beats = BeatEndpoint(arbiter.on_beat, verifier, lambda msg: _refused(arbiter, "peer", msg))
+
+    @app.post(wire.PATH, tags=["peer"], response_class=Response,
+              summary="The state exchange in its compact form (protocol 2); the answer has the ask's shape",
+              responses=_BEAT_ANSWER | error_responses(401, 413, 422),
+              openapi_extra={
+                  "requestBody": {"required": True, "content": {"application/json": {"schema": wire.SCHEMA}}},
+                  "parameters": [{"name": "x-hs", "in": "header", "required": True, "schema": {"type": "string"},
+                                  "description": "<node> <timestamp> <nonce> <HMAC-SHA256 of the request, "
+                                                 "128 bits, base64url> (hotstandby.peerauth.sign_compact)"}]})
+    async def beat(request: Request) -> Response:
+        host = request.client.host if request.client else "?"
+        status, body = await beats.reply(await request.body(), request.headers.get("x-hs"), host)
+        return Response(body, status_code=status, media_type="application/json")
+
     return app
 
 

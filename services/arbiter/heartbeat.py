@@ -11,6 +11,8 @@ The parts, one module each (``services/arbiter/``):
     roles.py      Roles: commit, then apply; role commands to the peer (the only code that changes roles)
     commands.py   Commands: peer role commands, manual switch (R7), graceful stop (R10)
     exchange.py   Exchange: the state exchange both ways, skew, maintenance (R11), settings (SPEC 5)
+    hearing.py    Hearing: what a tick hears from the peer (who asks, the probe as a hedge: R2)
+    wire.py       the compact exchange's body (protocol 2)
     lease.py      Lease: the witness's lease keeping and key (SPEC 12)
     status.py     GET /status and the gauges
 
@@ -41,6 +43,7 @@ from services.arbiter import probes
 from services.arbiter.commands import Commands, SwitchRefused
 from services.arbiter.config import ConfigBook
 from services.arbiter.exchange import Exchange
+from services.arbiter.hearing import Hearing
 from services.arbiter.lease import Lease
 from services.arbiter.memory import Memory
 from services.arbiter.peer import PeerClient
@@ -73,6 +76,7 @@ class Arbiter:
         self.exchange = Exchange(self.mem, peer=peer, hlc=hlc, store=store, cti=cti, lease=self.lease,
                                  wake=self.wake, maint_version=maint_version)
         self.commands = Commands(self.mem, roles=self.roles, exchange=self.exchange, peer=peer, cti=cti)
+        self.hearing = Hearing(self.mem, exchange=self.exchange, peer=peer)
         self.started = clock()
         self.last_tick_done: float | None = None
         self.write_check = WriteCheck(store, clock=clock)
@@ -132,23 +136,16 @@ class Arbiter:
         started = self.clock()
         if self.write_check.due(self.mem.store_problem is not None):
             await asyncio.to_thread(self._check_store)  # an fsync must not stall the loop and its HTTP
-        probe, exchanged, lan, vip, _ = await asyncio.gather(
-            self.peer.probe(), self.exchange.exchange_full(cfg), probes.lan_ok(cfg), self.vip.where(cfg),
-            self.lease.renew(cfg),
+        heard, lan, vip, _ = await asyncio.gather(
+            self.hearing.observe(cfg), probes.lan_ok(cfg), self.vip.where(cfg), self.lease.renew(cfg),
         )
-        view = exchanged.view
-        self.metrics.probe_seconds.labels(self.node.node_id).observe(probe.seconds)
-        if not probe.ok:
+        self.metrics.probe_seconds.labels(self.node.node_id).observe(heard.seconds)
+        if not heard.ok:
             self.metrics.probe_failures.labels(self.node.node_id).inc()
-        # Two independent channels, both reported: the monitor probe decides (R2), the exchange informs.
-        self.channels = {
-            "probe": {"ok": probe.ok, "seconds": round(probe.seconds, 4), "detail": probe.detail},
-            "exchange": {"ok": view is not None,
-                         "consecutive_failures": 0 if view else self.channels["exchange"]["consecutive_failures"] + 1},
-        }
+        self.channels = heard.channels  # what the exchange and the probe each did this tick
         mem.lan_ok = lan
-        # R2: the peer failed this tick only when neither channel brought a valid answer within T.
-        obs = Observation(probe_ok=probe.ok or exchanged.vouched, peer=view, lan_ok=lan, vip_node=vip)
+        # R2 (services/arbiter/hearing.py): one exchange for the pair, the monitor probe as its hedge.
+        obs = Observation(probe_ok=heard.ok, peer=heard.view, lan_ok=lan, vip_node=vip)
         async with mem.lock:
             if mem.version != before:
                 # A command changed our role or heard from the peer while we observed: what we saw
@@ -212,6 +209,9 @@ class Arbiter:
 
     async def on_heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.exchange.on_heartbeat(body)
+
+    async def on_beat(self, raw: bytes) -> bytes:
+        return await self.exchange.on_beat(raw)
 
     async def set_maintenance(self, enabled: bool, who: str) -> bool:
         return await self.exchange.set_maintenance(enabled, who)

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from hotstandby.http1 import Connection, HttpError, Response
-from hotstandby.peerauth import sign
+from hotstandby.peerauth import H_COMPACT, sign, sign_compact
 from hotstandby.settings import ClusterSettings, NodeSettings
 from hotstandby.tls import client_context
+from services.arbiter import wire
 
 HEDGES = 8  # attempts a call may make inside its T budget
 # Connections a lane may open: on a lossy link at I = 0.1 s, attempts lingering from the last
@@ -173,13 +174,14 @@ class PeerClient:
     def address(self) -> str:
         return self._cluster().address_of(self._node.peer_id)
 
-    async def probe(self) -> ProbeResult:
+    async def probe(self, budget: float | None = None) -> ProbeResult:
         """GET the peer monitor's mod=NONE (or IPSWS), hedged inside the T budget.
 
         Succeeds on the first valid answer, fails at once when the peer answers that it is unhealthy
         (an HTTP answer other than OK), and otherwise fails only when no valid answer came within T
         (R2). On a lossy link this is what turns "one lost segment" (TCP's 200 ms minimum retransmit
-        is longer than a sub-second T) into a success instead of a failure."""
+        is longer than a sub-second T) into a success instead of a failure. ``budget``: what is left of T
+        when the probe hedges a late exchange (services/arbiter/hearing.py)."""
         cfg = self._cluster()
         mod, want = ("IPSWS", "IPSWS=OK") if cfg.switch_on_application_error else ("NONE", "OK")
         host, port, path = self.address, cfg.monitor_port, f"/IPSCFG/admin/monitor.aspx?mod={mod}"
@@ -193,7 +195,7 @@ class PeerClient:
                 return Outcome("ok", "ok")
             return Outcome("answer", f"HTTP {r.status} {r.text.strip()[:80]}")
 
-        out, seconds = await self._monitor.hedged(attempt, cfg.heartbeat_timeout_s)
+        out, seconds = await self._monitor.hedged(attempt, cfg.heartbeat_timeout_s if budget is None else budget)
         return ProbeResult(out.kind == "ok", seconds, out.detail)
 
     def _signed(self, method: str, path: str, payload: Any | None) -> tuple[bytes, dict[str, str]]:
@@ -233,8 +235,30 @@ class PeerClient:
         out, _ = await self._arbiter.hedged(attempt, timeout, hedges)
         return out.value if out.value is not None else CallResult(False, None, None, out.detail)
 
+    async def beat(self, make: Callable[[], wire.Beat], timeout: float) -> CallResult:
+        """POST /peer/hb, the compact exchange (protocol 2), hedged like the probe. The answer's ``body``
+        is its raw bytes (``wire.decode`` reads them); ``sent`` is the Beat it replies to."""
+        host, port, secret, me = self.address, self._cluster().arbiter_port, self._node.peer_secret, self._node.node_id
+
+        async def attempt(conn: Connection, limit: float) -> Outcome:
+            sent = make()
+            body = wire.encode(sent)
+            headers = {H_COMPACT: sign_compact(secret, "POST", wire.PATH, body, node=me)}
+            try:
+                r = await conn.request(host, port, "POST", wire.PATH, body=body, headers=headers, timeout=limit)
+            except HttpError as exc:
+                return Outcome("error", f"{exc} calling {wire.PATH}")
+            if r.status == 200:
+                return Outcome("ok", "ok", CallResult(True, 200, r.body, "ok", sent))
+            res = self._result(r, sent)
+            return Outcome("answer", res.detail, res)
+
+        out, _ = await self._arbiter.hedged(attempt, timeout)
+        return out.value if out.value is not None else CallResult(False, None, None, out.detail)
+
     async def exchange(self, payload: Callable[[], dict[str, Any]], timeout: float) -> CallResult:
-        """POST /peer/heartbeat, hedged like the probe (the second channel)."""
+        """POST /peer/heartbeat, the long exchange (protocol 1, what a peer of an earlier release speaks),
+        hedged like the probe."""
         return await self._call("POST", "/peer/heartbeat", payload, timeout, HEDGES)
 
     async def role(self, payload: dict[str, Any], timeout: float) -> CallResult:

@@ -1,0 +1,97 @@
+"""What one tick hears from the peer: one exchange for the pair, the monitor probe as its hedge (R2).
+
+The node that needs to know asks: a STANDBY asks every tick (R1 rests on its own asking, never on the
+peer's), and so does a node whose peer's role is not known to be STANDBY. The ACTIVE counts being asked
+as its heartbeat: an ask that came since its last tick (and within I + T) is a valid answer from the
+peer, carrying the peer's word about itself; only when none came does the ACTIVE ask itself. In a
+steady pair that is one exchange per tick for the pair instead of four calls (two probes, two
+exchanges), and the answering node does no I/O for it at all.
+
+The exchange's answer vouches for the peer's monitor when that monitor serves in the same process
+(``hotstandby node``). The probe of the monitor (``mod=NONE``, or ``IPSWS``) is the second channel:
+started when the exchange has not brought a valid answer by half of T, or every tick when the peer's
+monitor runs apart (then only its own probe speaks for it).
+
+R2, as kept here: for the node that asks, the peer failed the tick only when neither channel brought a
+valid answer within T; for the node that is asked, when no valid ask came since its last tick and its
+own ask then failed so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, NamedTuple
+
+from hotstandby.model import PeerView, Role
+from hotstandby.settings import ClusterSettings
+from services.arbiter.exchange import Exchange, Exchanged
+from services.arbiter.memory import Memory
+from services.arbiter.peer import PeerClient, ProbeResult
+
+PROBE_AFTER = 0.5  # the probe joins an exchange without a valid answer at this part of T
+
+
+class Heard(NamedTuple):
+    ok: bool  # R2: the peer answered validly within T (or asked us since our last tick)
+    view: PeerView | None  # what the peer said about itself, None when nothing valid came
+    seconds: float  # until the valid answer (or the end of the wait)
+    channels: dict[str, dict[str, Any]]  # for status: what each channel did this tick
+
+
+class Hearing:
+    def __init__(self, mem: Memory, *, exchange: Exchange, peer: PeerClient) -> None:
+        self.mem, self.exchange, self.peer = mem, exchange, peer
+        self.peer_speaks = True  # the peer's answers speak for its monitor (same process); learned from them
+        self.exchange_failures = 0
+
+    async def observe(self, cfg: ClusterSettings) -> Heard:
+        mem = self.mem
+        start = mem.clock()
+        ask = self.exchange.take_ask()
+        fresh = ask is not None and start - ask.at <= cfg.heartbeat_interval_s + cfg.heartbeat_timeout_s
+        if ask is not None and fresh and mem.state.role is Role.ACTIVE and ask.view.role is Role.STANDBY:
+            self.exchange_failures = 0
+            self.peer_speaks = ask.speaks
+            if ask.speaks:  # its monitor serves in the asking process: the ask says what a probe would
+                return Heard(ask.vouched, ask.view, 0.0, self._channels("asked", ask.vouched, None))
+            probe = await self.peer.probe()  # its monitor runs apart: only its own probe speaks for it
+            return Heard(probe.ok, ask.view, probe.seconds, self._channels("asked", True, probe))
+        return await self._ask(cfg, start)
+
+    async def _ask(self, cfg: ClusterSettings, start: float) -> Heard:
+        mem, budget = self.mem, cfg.heartbeat_timeout_s
+        ex = asyncio.ensure_future(self.exchange.exchange_full(cfg))
+        probe: asyncio.Future[ProbeResult] | None = None
+        if not self.peer_speaks:
+            probe = asyncio.ensure_future(self.peer.probe())
+        else:
+            await asyncio.wait({ex}, timeout=PROBE_AFTER * budget)
+            if not (ex.done() and _settled(ex.result())):
+                # No valid answer by half of T: the second channel, inside what is left of T.
+                left = max(budget - (mem.clock() - start), PROBE_AFTER * budget)
+                probe = asyncio.ensure_future(self.peer.probe(budget=left))
+        exchanged = await ex
+        probed = await probe if probe is not None else None
+        if exchanged.view is not None:
+            self.peer_speaks = exchanged.speaks
+            self.exchange_failures = 0
+        else:
+            self.exchange_failures += 1
+        ok = exchanged.vouched or (probed is not None and probed.ok)
+        return Heard(ok, exchanged.view, mem.clock() - start, self._channels("asking", exchanged.view is not None,
+                                                                              probed))
+
+    def _channels(self, by: str, exchange_ok: bool, probe: ProbeResult | None) -> dict[str, dict[str, Any]]:
+        return {
+            "exchange": {"ok": exchange_ok, "consecutive_failures": self.exchange_failures, "by": by,
+                         "protocol": self.exchange.protocol},
+            "probe": ({"ok": None, "seconds": None, "detail": "not needed: the exchange spoke for the monitor"}
+                      if probe is None else
+                      {"ok": probe.ok, "seconds": round(probe.seconds, 4), "detail": probe.detail}),
+        }
+
+
+def _settled(x: Exchanged) -> bool:
+    """The exchange's answer settles the tick: it came, and it speaks for the peer's monitor (vouching for
+    it, or saying its application fails, which is what an IPSWS probe would say too)."""
+    return x.view is not None and x.speaks
