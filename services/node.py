@@ -77,6 +77,15 @@ def cti_env(node: NodeSettings) -> dict[str, str]:
     return env | {"HS_NODE_ID": node.node_id, "HS_CTI_MANAGER_URL": node.cti_manager_url}
 
 
+def _http_protocol() -> Any:
+    """httptools with each answer in one segment (services/segments.py), or uvicorn's choice without it."""
+    try:
+        from services.segments import HttpToolsOneWrite
+    except ImportError:  # httptools is not installed
+        return "auto"
+    return HttpToolsOneWrite
+
+
 def _server(app: Any, node: NodeSettings, port: int) -> _Server:
     """Keep-alive 120 s: the peer's probe connections stay open between ticks (peer.KEEPALIVE_S)."""
     ssl: dict[str, Any] = {}
@@ -88,7 +97,7 @@ def _server(app: Any, node: NodeSettings, port: int) -> _Server:
     # HAProxy read neither, and every answer on the peer link is shorter without them.
     config = uvicorn.Config(app, host=node.bind_host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=1, timeout_keep_alive=120, lifespan="off",
-                            server_header=False, date_header=False, **ssl)
+                            server_header=False, date_header=False, http=_http_protocol(), **ssl)
     return _Server(config)
 
 

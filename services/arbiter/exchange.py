@@ -5,8 +5,8 @@ Two protocols. 2, the compact one (``POST /peer/hb``, services/arbiter/wire.py),
 speaks; 1, the long JSON of ``POST /peer/heartbeat`` (``view()``), is what earlier releases speak, and
 this one still answers it and falls back to it when a peer answers 404 to the compact ask: a pair
 keeps working while its nodes are upgraded one at a time. ``exchange_full()`` is our half, the
-``on_*`` methods the peer's. Every ask the peer makes of us is kept (``take_ask``) for the tick: the
-ACTIVE counts being asked as its heartbeat (services/arbiter/hearing.py). An answer from a node whose
+``on_*`` methods the peer's. The peer's latest ask is kept (``last_ask``) for the tick: the ACTIVE
+counts being asked as its heartbeat (services/arbiter/hearing.py). An answer from a node whose
 monitor serves in the same process also vouches for that monitor (R2).
 """
 
@@ -63,7 +63,7 @@ class Exchange:
         self.peer_auth_problem: str | None = None
         self.protocol = wire.PROTOCOL  # what we ask the peer in: 2, or 1 for a peer of an earlier release
         self._compact_refused_at: float | None = None
-        self._ask: Asked | None = None  # the peer's last ask, until a tick takes it
+        self._ask: Asked | None = None  # the peer's latest ask
 
     # -- what we tell the peer ------------------------------------------------------------------
     def can_be_active(self) -> bool:
@@ -81,7 +81,7 @@ class Exchange:
             "maintenance": {"value": s.maintenance, "at": str(at), "origin": origin},
             "digest": mem.config.digest(), "hlc": str(self.hlc.now()), "role_since": iso(mem.role_since),
             "address": mem.node.local_address or mem.cluster.address_of(s.node_id),
-            "vouch": self._vouch(),
+            "vouch": self._vouch(), "protocol": wire.PROTOCOL,  # earlier releases ignore it
         }
 
     def beat(self, times: tuple[float, ...], skew: float | None = None) -> wire.Beat:
@@ -119,11 +119,22 @@ class Exchange:
             if r.status not in (404, 405):
                 return await self._read_beat(r, cfg)
             # A peer of an earlier release: it knows only /peer/heartbeat. Ask again in its words.
-            if self.protocol != 1:
-                self.mem.say(f"Server {self.mem.node.peer_id} speaks exchange protocol 1 (an earlier release): "
-                             "exchanging in it")
-            self.protocol, self._compact_refused_at = 1, self.mem.clock()
+            self._peer_speaks(1)
         return await self._exchange_long(cfg)
+
+    def _peer_speaks(self, protocol: int) -> None:
+        """What the peer speaks, as its last ask or answer showed: 1 (an earlier release) or 2. Protocol 1
+        is asked in 2 again RETRY_COMPACT_S later, in case it has been upgraded meanwhile."""
+        peer = self.mem.node.peer_id
+        if protocol < wire.PROTOCOL:
+            if self.protocol != protocol:
+                self.mem.say(f"Server {peer} speaks exchange protocol {protocol} (an earlier release): "
+                             "exchanging in it")
+            self.protocol, self._compact_refused_at = protocol, self.mem.clock()
+            return
+        if self.protocol != wire.PROTOCOL:
+            self.mem.say(f"Server {peer} speaks exchange protocol {wire.PROTOCOL} again (upgraded)")
+        self.protocol, self._compact_refused_at = wire.PROTOCOL, None
 
     def _compact_now(self) -> bool:
         refused = self._compact_refused_at
@@ -154,9 +165,7 @@ class Exchange:
         except ValueError as exc:
             log.warning("malformed heartbeat answer: %s", exc)
             return Exchanged(None, None, False)
-        if self.protocol != wire.PROTOCOL:
-            mem.say(f"Server {mem.node.peer_id} speaks exchange protocol {wire.PROTOCOL} again (upgraded)")
-        self.protocol = wire.PROTOCOL
+        self._peer_speaks(wire.PROTOCOL)
         self.peer_auth_problem = None
         self.peer_info = {"role_since": iso(b.role_since)}
         return await self._settle(_view(b), b.digest, b.serves, b.app_ok, cfg)
@@ -183,6 +192,7 @@ class Exchange:
             return Exchanged(None, None, False)
         self.peer_auth_problem = None
         self.peer_info = {"role_since": body.get("role_since"), "address": body.get("address")}
+        self._peer_speaks(_protocol_of(body))
         return await self._settle(view, body["digest"], *_vouch_of(body), cfg)
 
     async def _settle(self, view: PeerView, digest: str, serves: bool, app_ok: bool,
@@ -209,9 +219,9 @@ class Exchange:
         self._asked(PeerView(node_id=body["node_id"], role=Role(body["role"]), epoch=int(body["epoch"]),
                              lan_ok=bool(body.get("lan_ok", True)), maintenance=bool(body["maintenance"]["value"]),
                              can_be_active=bool(body.get("can_be_active", True))), *_vouch_of(body))
-        if self.protocol == wire.PROTOCOL and self._compact_refused_at is None:
-            # Only a peer of an earlier release asks in protocol 1: answer it in kind from now on.
-            self.protocol, self._compact_refused_at = 1, mem.clock()
+        # A node of this release says which protocol it speaks even in protocol 1 (it asks in 1 only while it
+        # takes us for an earlier release); a body without "protocol" is an earlier release's.
+        self._peer_speaks(_protocol_of(body))
         if body["digest"] != mem.config.digest():
             await self.pull_config()
         return self.view() | {"t2": t2, "t3": mem.wall()}
@@ -231,9 +241,7 @@ class Exchange:
         if b.skew is not None:
             self._note_skew(-b.skew)  # the asker measured it; the same offset, seen from this side
         self._asked(_view(b), b.serves, b.app_ok)
-        if self.protocol != wire.PROTOCOL:
-            mem.say(f"Server {mem.node.peer_id} speaks exchange protocol {wire.PROTOCOL} again (upgraded)")
-            self.protocol = wire.PROTOCOL
+        self._peer_speaks(wire.PROTOCOL)
         if b.digest != mem.config.digest():
             await self.pull_config()
         return wire.encode(self.beat((t2, mem.wall())))
@@ -243,10 +251,9 @@ class Exchange:
         self._ask = Asked(self.mem.clock(), view, vouched, serves)
         self.peer_auth_problem = None
 
-    def take_ask(self) -> Asked | None:
-        """The peer's last ask since the previous call (a tick takes each ask once), or None."""
-        ask, self._ask = self._ask, None
-        return ask
+    def last_ask(self) -> Asked | None:
+        """The peer's latest ask, or None if it never asked."""
+        return self._ask
 
     def _note_skew(self, skew: float) -> None:
         crossed = (abs(skew) > SKEW_LOG_S) != (self.skew_s is not None and abs(self.skew_s) > SKEW_LOG_S)
@@ -336,3 +343,9 @@ def _vouch_of(body: dict[str, Any]) -> tuple[bool, bool]:
     if not isinstance(vouch, dict):
         return False, False
     return bool(vouch.get("serves")), bool(vouch.get("app_ok"))
+
+
+def _protocol_of(body: dict[str, Any]) -> int:
+    """The highest exchange protocol the sender of a protocol 1 body speaks (1 when it does not say)."""
+    value = body.get("protocol")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1

@@ -1,11 +1,13 @@
 """What one tick hears from the peer: one exchange for the pair, the monitor probe as its hedge (R2).
 
 The node that needs to know asks: a STANDBY asks every tick (R1 rests on its own asking, never on the
-peer's), and so does a node whose peer's role is not known to be STANDBY. The ACTIVE counts being asked
-as its heartbeat: an ask that came since its last tick (and within I + T) is a valid answer from the
-peer, carrying the peer's word about itself; only when none came does the ACTIVE ask itself. In a
-steady pair that is one exchange per tick for the pair instead of four calls (two probes, two
-exchanges), and the answering node does no I/O for it at all.
+peer's), and so does a node whose peer is not a STANDBY asking it. The ACTIVE counts being asked as its
+heartbeat: the STANDBY's latest ask, if it came within I + T, is a valid answer from the peer, carrying
+the peer's word about itself; only when none came so recently does the ACTIVE ask itself (the STANDBY
+missed a tick, or died: then the ACTIVE's own ask finds out). In a steady pair that is one exchange per
+tick for the pair instead of four calls (two probes, two exchanges), and the answering node does no
+I/O for it at all. (A window of I + T rather than "since the last tick": the two nodes' ticks drift
+against each other, and a tick that fell just before the STANDBY's would otherwise ask for nothing.)
 
 The exchange's answer vouches for the peer's monitor when that monitor serves in the same process
 (``hotstandby node``). The probe of the monitor (``mod=NONE``, or ``IPSWS``) is the second channel:
@@ -13,8 +15,8 @@ started when the exchange has not brought a valid answer by half of T, or every 
 monitor runs apart (then only its own probe speaks for it).
 
 R2, as kept here: for the node that asks, the peer failed the tick only when neither channel brought a
-valid answer within T; for the node that is asked, when no valid ask came since its last tick and its
-own ask then failed so.
+valid answer within T; for the ACTIVE that is asked, when no valid ask came within I + T and its own
+ask then failed so.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ PROBE_AFTER = 0.5  # the probe joins an exchange without a valid answer at this 
 
 
 class Heard(NamedTuple):
-    ok: bool  # R2: the peer answered validly within T (or asked us since our last tick)
+    ok: bool  # R2: the peer answered validly within T (or, STANDBY, asked us within I + T)
     view: PeerView | None  # what the peer said about itself, None when nothing valid came
     seconds: float  # until the valid answer (or the end of the wait)
     channels: dict[str, dict[str, Any]]  # for status: what each channel did this tick
@@ -47,7 +49,7 @@ class Hearing:
     async def observe(self, cfg: ClusterSettings) -> Heard:
         mem = self.mem
         start = mem.clock()
-        ask = self.exchange.take_ask()
+        ask = self.exchange.last_ask()
         fresh = ask is not None and start - ask.at <= cfg.heartbeat_interval_s + cfg.heartbeat_timeout_s
         if ask is not None and fresh and mem.state.role is Role.ACTIVE and ask.view.role is Role.STANDBY:
             self.exchange_failures = 0
