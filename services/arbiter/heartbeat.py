@@ -113,7 +113,8 @@ class Arbiter:
             interval = self.cluster.heartbeat_interval_s * (1 - 0.1 * self.rng.random())
             delay = max(0.0, interval - (self.clock() - start))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):  # no task a wait, unlike wait_for
+                    await self._wake.wait()
             self._wake.clear()
 
     def wake(self) -> None:

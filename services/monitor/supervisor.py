@@ -302,8 +302,9 @@ class CtiSupervisor:
         hhmm = hhmm.strip()
         if hhmm and not _HHMM.fullmatch(hhmm):
             raise ValueError(f"daily CTI restart time must be HH:MM (00:00-23:59), not {hhmm!r}")
-        self._daily = hhmm
-        self._daily_wake.set()
+        if hhmm != self._daily:  # the node calls this every second; wake the daily loop only for a change
+            self._daily = hhmm
+            self._daily_wake.set()
 
     async def daily_tick(self) -> bool:
         """One check of the daily restart (the loop calls it; tests may too). True if it restarted."""
