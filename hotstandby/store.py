@@ -62,6 +62,7 @@ class Store:
         self.path = path
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._dir = str(path.parent)  # statvfs'd every tick
         self.pragmas = list(PRAGMAS)  # run on every new connection (a test may add ``PRAGMA query_only = ON``)
         self.last_error: str | None = None
         try:
@@ -205,7 +206,7 @@ class Store:
         block left for us), or None. One system call, no write: cheap enough for every tick; only a
         write (``probe_writable``) proves the database writable."""
         try:
-            st = os.statvfs(self.path.parent)
+            st = os.statvfs(self._dir)
         except OSError as exc:
             return f"data dir unusable: {exc.strerror}"
         if st.f_flag & os.ST_RDONLY:

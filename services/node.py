@@ -57,11 +57,30 @@ class StartupError(Exception):
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: the node decides what SIGTERM means (R10)."""
+    """uvicorn without its own signal handlers (the node decides what SIGTERM means, R10), and without
+    its ten wake-ups a second: it waits for ``should_exit`` to be set instead of polling it (it only
+    polled to refresh the Date header we do not send, and for a request limit we do not set)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    @property
+    def should_exit(self) -> bool:
+        return bool(self.__dict__.get("_exit_asked", False))
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self.__dict__["_exit_asked"] = value
+        exit_event: asyncio.Event | None = self.__dict__.get("_exit_event")
+        if value and exit_event is not None:
+            exit_event.set()
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)  # the default headers, once
+        self.__dict__["_exit_event"] = exit_event = asyncio.Event()
+        if not self.should_exit:
+            await exit_event.wait()
 
 
 def cti_command(node: NodeSettings) -> list[str]:

@@ -64,6 +64,7 @@ class Exchange:
         self.protocol = wire.PROTOCOL  # what we ask the peer in: 2, or 1 for a peer of an earlier release
         self._compact_refused_at: float | None = None
         self._ask: Asked | None = None  # the peer's latest ask
+        self._peer_since: float | None = None
 
     # -- what we tell the peer ------------------------------------------------------------------
     def can_be_active(self) -> bool:
@@ -167,7 +168,7 @@ class Exchange:
             return Exchanged(None, None, False)
         self._peer_speaks(wire.PROTOCOL)
         self.peer_auth_problem = None
-        self.peer_info = {"role_since": iso(b.role_since)}
+        self._role_since(b.role_since)
         return await self._settle(_view(b), b.digest, b.serves, b.app_ok, cfg)
 
     async def _exchange_long(self, cfg: ClusterSettings) -> Exchanged:
@@ -236,7 +237,7 @@ class Exchange:
             raise wire.WireError(f"n: expected {mem.node.peer_id}")
         self.hlc.receive(b.hlc)
         self.merge_stamp(b.maintenance, b.maintenance_at, b.maintenance_origin)
-        self.peer_info = {"role_since": iso(b.role_since)}
+        self._role_since(b.role_since)
         self.peer_digest = b.digest
         if b.skew is not None:
             self._note_skew(-b.skew)  # the asker measured it; the same offset, seen from this side
@@ -245,6 +246,12 @@ class Exchange:
         if b.digest != mem.config.digest():
             await self.pull_config()
         return wire.encode(self.beat((t2, mem.wall())))
+
+    def _role_since(self, since: float | None) -> None:
+        """The peer's role_since for status, in ISO form (formatted when it changes, not every exchange)."""
+        if since != self._peer_since:
+            self._peer_since = since
+            self.peer_info = {"role_since": iso(since)}
 
     def _asked(self, view: PeerView, serves: bool, app_ok: bool) -> None:
         vouched = serves and (not self.mem.cluster.switch_on_application_error or app_ok)

@@ -62,18 +62,26 @@ class Hearing:
 
     async def _ask(self, cfg: ClusterSettings, start: float) -> Heard:
         mem, budget = self.mem, cfg.heartbeat_timeout_s
-        ex = asyncio.ensure_future(self.exchange.exchange_full(cfg))
-        probe: asyncio.Future[ProbeResult] | None = None
-        if not self.peer_speaks:
-            probe = asyncio.ensure_future(self.peer.probe())
-        else:
-            await asyncio.wait({ex}, timeout=PROBE_AFTER * budget)
-            if not (ex.done() and _settled(ex.result())):
-                # No valid answer by half of T: the second channel, inside what is left of T.
-                left = max(budget - (mem.clock() - start), PROBE_AFTER * budget)
+        probe: asyncio.Task[ProbeResult] | None = None
+
+        def hedge(left: float) -> asyncio.Task[ProbeResult]:
+            nonlocal probe
+            if probe is None:
                 probe = asyncio.ensure_future(self.peer.probe(budget=left))
-        exchanged = await ex
-        probed = await probe if probe is not None else None
+            return probe
+
+        if not self.peer_speaks:
+            hedge(budget)
+            timer = None
+        else:  # the second channel joins at half of T, inside what is left of T (a timer: no task a tick)
+            timer = asyncio.get_running_loop().call_later(PROBE_AFTER * budget, hedge, (1 - PROBE_AFTER) * budget)
+        exchanged = await self.exchange.exchange_full(cfg)
+        if timer is not None:
+            timer.cancel()
+        if probe is None and not _settled(exchanged):
+            hedge(max(budget - (mem.clock() - start), PROBE_AFTER * budget))
+        # A probe still running when the exchange vouched is left to finish on its own (its lane keeps it).
+        probed = await probe if probe is not None and not exchanged.vouched else None
         if exchanged.view is not None:
             self.peer_speaks = exchanged.speaks
             self.exchange_failures = 0

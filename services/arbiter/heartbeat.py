@@ -27,7 +27,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -137,9 +137,17 @@ class Arbiter:
         started = self.clock()
         if self.write_check.due(self.mem.store_problem is not None):
             await asyncio.to_thread(self._check_store)  # an fsync must not stall the loop and its HTTP
-        heard, lan, vip, _ = await asyncio.gather(
-            self.hearing.observe(cfg), probes.lan_ok(cfg), self.vip.where(cfg), self.lease.renew(cfg),
-        )
+        # The edges at once, each bounded by T; only those configured (a task a tick for nothing adds up).
+        edges: dict[str, Coroutine[Any, Any, Any]] = {"heard": self.hearing.observe(cfg)}
+        if cfg.lan_probe_addresses:
+            edges["lan"] = probes.lan_ok(cfg)
+        if cfg.test_vip_destination:
+            edges["vip"] = self.vip.where(cfg)
+        if self.lease.on():
+            edges["lease"] = self.lease.renew(cfg)
+        done = [await edges["heard"]] if len(edges) == 1 else await asyncio.gather(*edges.values())
+        seen = dict(zip(edges, done, strict=True))
+        heard, lan, vip = seen["heard"], seen.get("lan"), seen.get("vip")
         self.metrics.probe_seconds.labels(self.node.node_id).observe(heard.seconds)
         if not heard.ok:
             self.metrics.probe_failures.labels(self.node.node_id).inc()

@@ -35,6 +35,7 @@ class Memory:
         self.store_problem: str | None = None  # why the database refuses writes, or None
         self.last_reason = "starting: STANDBY until the first tick decides"
         self.applied: Decision | None = None  # the last decision carried out (after the witness had its say)
+        self.gauges_set: tuple[tuple[int, ...], ClusterSettings] | None = None  # what update_gauges last set
 
     @property
     def cluster(self) -> ClusterSettings:

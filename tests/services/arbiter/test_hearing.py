@@ -125,9 +125,9 @@ def test_a_standby_asks_once_a_tick_and_does_not_probe_when_the_answer_vouches(t
     assert peer.requests == [wire.PATH] * 3
 
 
-def test_a_late_exchange_is_hedged_by_the_monitor_probe_inside_t(tmp_path: Path) -> None:
-    """The compact answer comes after T/2: the probe joins at T/2 and its OK makes the tick a success within T."""
-    peer = FakePeer(hb_delay=0.8 * T)
+def test_a_lost_exchange_is_hedged_by_the_monitor_probe_inside_t(tmp_path: Path) -> None:
+    """No compact answer within T: the probe, started at T/2, answers OK, and the tick is a success within T."""
+    peer = FakePeer(hb_delay=2 * T)
 
     async def body(a: Arbiter, clock: FakeClock) -> None:
         t0 = time.monotonic()
