@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from bench.procs import cpu_seconds, pss_mb, rss_mb
+from bench.resources import idle_cpu
 from hotstandby.haproxy import check_timing, write_config
 from hotstandby.settings import ClusterSettings
 from lab.labpair import PEER, LabPair
@@ -339,29 +339,14 @@ class BenchPair:
         return {"takeovers": takeovers, "role_changes": changes, "seconds": seconds, "settled_before": settled}
 
     # -- resources ---------------------------------------------------------------------------
-    def resources(self, idle_s: float) -> dict[str, Any]:
-        """RSS of each node's processes, and their CPU over ``idle_s`` seconds of steady state."""
+    def resources(self, idle_s: float, repeats: int = 1) -> dict[str, Any]:
+        """CPU of each node over ``repeats`` windows of ``idle_s`` seconds of steady state, and its memory
+        (bench/resources.py)."""
         self.steady()
-        pids = {n: self.lab.pids(n) for n in PEER}
-        before = {n: cpu_seconds(p) for n, p in pids.items()}
-        before_main = {n: cpu_seconds([self.pair.nodes[n].proc.pid]) for n in PEER}  # type: ignore[union-attr]
-        t0 = time.monotonic()
-        time.sleep(idle_s)
-        took = time.monotonic() - t0
-        pids_after = {n: self.lab.pids(n) for n in PEER}
-        cpu = {n: 100 * (cpu_seconds(pids_after[n]) - before[n]) / took for n in PEER}
-        main = {n: self.pair.nodes[n].proc.pid for n in PEER}  # type: ignore[union-attr]
-        node_cpu = {n: 100 * (cpu_seconds([main[n]]) - before_main[n]) / took for n in PEER}
-        return {
-            "rss_mb": {n: round(rss_mb(pids_after[n]), 1) for n in PEER},
-            "pss_mb": {n: round(pss_mb(pids_after[n]), 1) for n in PEER},
-            "processes": {n: len(pids_after[n]) for n in PEER},
-            "idle_cpu_pct": {n: round(cpu[n], 2) for n in PEER},
-            "node_process_only": {n: {"rss_mb": round(rss_mb([main[n]]), 1), "idle_cpu_pct": round(node_cpu[n], 2)}
-                                  for n in PEER},
-            "idle_window_s": round(took, 1),
-            "roles": {self.active: "ACTIVE", PEER[self.active]: "STANDBY"},
-        }
+        r = idle_cpu(self.lab, lambda n: self.pair.nodes[n].pid, idle_s, repeats)
+        r["roles"] = {self.active: "ACTIVE", PEER[self.active]: "STANDBY"}
+        r["profile"] = self.profile.label()
+        return r
 
 
 def switch_summary(runs: list[dict[str, Any]], rate: float) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from bench.resources import resource_table
+
 LOSSES = ("10", "20", "30")
 ADVERT_FOR = {"fast": "1", "aggressive": "0.2", "sprint": "0.1"}  # keepalived at matched detection settings
 
@@ -168,19 +170,8 @@ def tables(res: dict[str, Any]) -> str:
             rows.append([f"keepalived advert_int {adv}", *[_s(fs.get(x)) for x in LOSSES], "—"])
     out.append(_table(["profile", "10 %", "20 %", "30 %", "all role changes"], rows))
     out.append("")
-    r, kr = res.get("resources", {}), res.get("keepalived", {})
-    out.append("Resources")
-    rows = [
-        ["RSS of a node's processes (MB, the larger node)", _s(r.get("rss_mb")), "", _s(kr.get("rss_mb"))],
-        ["PSS (MB, shared pages split)", _s(r.get("pss_mb")), "", _s(kr.get("pss_mb"))],
-        ["  the node process alone, without its CTI child", _s(r.get("rss_mb_node_process")), "≤ 60", "—"],
-        ["CPU idle at I=1 (% of a core, the busier node)", _s(r.get("idle_cpu_pct")), "", "—"],
-        ["  the node process alone, without its CTI child", _s(r.get("idle_cpu_pct_node_process")), "≤ 0.5", "—"],
-        ["CPU idle at I=0.1 (sprint, % of a core)", _s(r.get("idle_cpu_pct_sprint")), "≤ 3", "—"],
-        ["peer link bytes/hour at the default profile", _s(r.get("heartbeat_bytes_per_hour")), "≤ 100000",
-         _s(kr.get("bytes_per_hour_advert_1"))],
-    ]
-    out.append(_table(["resource", "ours", "goal", "keepalived"], rows))
+    out.append("Resources (an idle pair; bench/resources.py)")
+    out.append(resource_table(res))
     goals = res.get("goals", [])
     if goals:
         out.append("")

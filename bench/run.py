@@ -42,6 +42,7 @@ from bench import keepalived as ka
 from bench.pair import PROFILES, VENDOR, BenchPair, Profile, heartbeat_bytes
 from bench.procs import load_average, pss_mb, rss_mb
 from bench.report import client_visible, goals, summary, tables
+from bench.resources import keepalived_idle, resource_table
 from hotstandby import rules
 from lab import netns
 
@@ -52,6 +53,9 @@ ADVERTS = (1.0, 0.2, 0.1)
 # What the kills see besides the health checks alone: the arbiters telling HAProxy (HS_LB_RUNTIME_API), and
 # warm CTI (HS_CTI_MODE=warm). A product without them (main before issue 15) is measured with --variants checks.
 VARIANTS = ("told", "warm")
+IDLE_PROFILES = ("fast", "sprint")  # idle CPU at I = 1 s and I = 0.1 s; memory from the fast pair
+IDLE_ADVERTS = (1.0, 0.1)  # keepalived's idle CPU at the matched advert_int
+ONLY = ("idle", "memory", "bytes")  # python -m bench --only: the resource rows alone
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class Plan:
     loss_window_s: float
     idle_s: float
     idle_sprint_s: float
+    idle_repeats: int
     bytes_window_s: float
     ka_bytes_window_s: float
     switches: int
@@ -71,10 +76,10 @@ class Plan:
     @classmethod
     def of(cls, mode: str) -> Plan:
         if mode == "quick":
-            return cls("quick", 2, 3, 3, 2, 10, 3, 1, False, True, 1)
+            return cls("quick", 2, 3, 3, 2, 1, 10, 3, 1, False, True, 1)
         if mode == "long":
-            return cls("long", 20, 600, 60, 20, 1800, 60, 3, True, False, 3)
-        return cls("bench", 20, 120, 60, 20, 300, 30, 3, False, False, 3)
+            return cls("long", 20, 600, 20, 20, 5, 1800, 60, 3, True, False, 3)
+        return cls("bench", 20, 120, 20, 20, 3, 300, 30, 3, False, False, 3)
 
 
 class Bench:
@@ -89,6 +94,7 @@ class Bench:
         self.keep_logs = False
         self.profiles: list[str] = list(PROFILES)
         self.variants: list[str] = list(VARIANTS)
+        self.only: list[str] = []  # --only: the resource rows alone (run_only)
 
     # -- running a part in its own lab -------------------------------------------------------
     def part(self, name: str, fn: Callable[[netns.Lab], None]) -> None:
@@ -131,19 +137,9 @@ class Bench:
                 p = self.res["profiles"].setdefault(profile.name, {})
                 p["label"] = profile.label()
                 p["haproxy_check_ms"] = bp.haproxy_timing()
-                if profile.name == "fast":
-                    r = bp.resources(self.plan.idle_s)
-                    with self.lock:
-                        self.res["resources"].update(
-                            rss_mb=max(r["rss_mb"].values()), pss_mb=max(r["pss_mb"].values()),
-                            idle_cpu_pct=max(r["idle_cpu_pct"].values()), idle_detail=r,
-                            rss_mb_node_process=max(v["rss_mb"] for v in r["node_process_only"].values()),
-                            idle_cpu_pct_node_process=max(v["idle_cpu_pct"] for v in r["node_process_only"].values()))
-                if profile.name == "sprint":
-                    r = bp.resources(self.plan.idle_sprint_s)
-                    with self.lock:
-                        self.res["resources"].update(idle_cpu_pct_sprint=max(r["idle_cpu_pct"].values()),
-                                                     idle_detail_sprint=r)
+                if profile.name in IDLE_PROFILES:
+                    window = self.plan.idle_s if profile.name == "fast" else self.plan.idle_sprint_s
+                    self.record_idle(profile.name, bp.resources(window, self.plan.idle_repeats))
                 if "told" in self.variants:
                     bp.start_lb("api")  # after the idle figures: they see one load balancer's checks
                 self.kills(bp, profile.name, self.raw["deaths"].setdefault(profile.name, []))
@@ -225,6 +221,96 @@ class Bench:
         finally:
             bp.close()
 
+    # -- resources (bench/resources.py) --------------------------------------------------------
+    def record_idle(self, profile: str, r: dict[str, Any]) -> None:
+        """An idle measure of our pair, under the keys the report reads."""
+        with self.lock:
+            if profile == "fast":
+                self.res["resources"].update(
+                    rss_mb=max(r[n]["host_rss_mb"] for n in ("server1", "server2")),
+                    pss_mb=max(r[n]["host_pss_mb"] for n in ("server1", "server2")),
+                    idle_cpu_pct=r["host_pct"], idle_cpu_pct_node_process=r["node_pct"],
+                    rss_mb_node_process=r["rss_mb"], pss_mb_node_process=r["pss_mb"], idle_detail=r)
+            else:
+                self.res["resources"].update(idle_cpu_pct_sprint=r["host_pct"],
+                                             idle_cpu_pct_sprint_node_process=r["node_pct"], idle_detail_sprint=r)
+
+    def idle(self, profile: Profile) -> Callable[[netns.Lab], None]:
+        """--only idle/memory: a pair steady behind HAProxy, its idle CPU (and memory) and nothing else."""
+        def run(lab: netns.Lab) -> None:
+            bp = BenchPair(lab, lab.base / f"idle-{profile.name}", profile)
+            try:
+                bp.start()
+                window = self.plan.idle_s if profile.name == "fast" else self.plan.idle_sprint_s
+                r = bp.resources(window, self.plan.idle_repeats)
+                self.record_idle(profile.name, r)
+                self.log(f"[idle {profile.name}] node process {r['node_pct']:.2f} % of a core, with CTI "
+                         f"{r['host_pct']:.2f} %, {r['rss_mb']} MB resident (loads {r['load']})")
+            finally:
+                bp.close()
+        return run
+
+    def ka_idle(self, advert: float) -> Callable[[netns.Lab], None]:
+        """keepalived's idle CPU and memory at ``advert``, and at advert_int 1 its bytes on the peer link."""
+        def run(lab: netns.Lab) -> None:
+            pair = ka.KeepalivedPair(lab, lab.base / "ka-idle", advert)
+            try:
+                pair.start("server1")
+                pair.start("server2")
+                ka.wait_state(pair, "server1", "MASTER", 15)
+                ka.wait_state(pair, "server2", "BACKUP", 15)
+                time.sleep(1.0)
+                self.record_ka_idle(lab, pair)
+                if advert == 1.0 and "bytes" in self.only:
+                    from bench.pair import PeerLinkCounter
+
+                    counter = PeerLinkCounter(lab)
+                    b0, _ = counter.read()
+                    t0 = time.monotonic()
+                    time.sleep(self.plan.ka_bytes_window_s)
+                    b1, _ = counter.read()
+                    with self.lock:
+                        self.res["keepalived"]["bytes_per_hour_advert_1"] = round(
+                            (b1 - b0) * 3600 / (time.monotonic() - t0))
+            finally:
+                pair.stop()
+        return run
+
+    def record_ka_idle(self, lab: netns.Lab, pair: ka.KeepalivedPair) -> dict[str, Any]:
+        """keepalived's idle CPU at the pair's advert_int, measured like ours, under the keys the report reads."""
+        advert = pair.advert
+        window = self.plan.idle_s if advert == 1.0 else self.plan.idle_sprint_s
+        r = keepalived_idle(lab, pair.keepalived_pids, window, self.plan.idle_repeats)
+        with self.lock:
+            k = self.res["keepalived"]
+            k[f"idle_cpu_pct_advert_{advert:g}"] = r["cpu_pct"]
+            k[f"idle_detail_advert_{advert:g}"] = r
+            k.setdefault("rss_mb", r["rss_mb"])
+            k.setdefault("pss_mb", r["pss_mb"])
+        self.log(f"[keepalived idle {advert:g}] {r['cpu_pct']:.3f} % of a core (loads {r['load']})")
+        return r
+
+    def run_only(self) -> dict[str, Any]:
+        """--only: the resource rows alone; the vendor default's bytes in the background meanwhile."""
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=1) as bg:
+            back = bg.submit(self.part, "vendor", self.background) if "bytes" in self.only else None
+            parts: list[tuple[str, Callable[[netns.Lab], None]]] = []
+            if "idle" in self.only or "memory" in self.only:
+                parts.append(("idle fast", self.idle(PROFILES["fast"])))
+            if "idle" in self.only:
+                parts.append(("idle sprint", self.idle(PROFILES["sprint"])))
+                parts += [(f"keepalived idle {a:g}", self.ka_idle(a)) for a in IDLE_ADVERTS]
+            elif "bytes" in self.only:
+                parts.append(("keepalived idle 1", self.ka_idle(1.0)))
+            for name, fn in parts:
+                self.part(name, fn)
+            if back is not None:
+                back.result()
+        self.res["machine"]["load_at_end"] = [round(x, 2) for x in load_average()]
+        self.res["duration_s"] = round(time.monotonic() - started)
+        return self.res
+
     # -- keepalived --------------------------------------------------------------------------
     def ka_deaths(self, advert: float) -> Callable[[netns.Lab], None]:
         def run(lab: netns.Lab) -> None:
@@ -241,6 +327,8 @@ class Bench:
                 # it hear several, or the first kill finds it in its start-up wait, not in steady state.
                 time.sleep(max(2.0, 5 * advert))
                 key = f"{advert:g}"
+                if advert in IDLE_ADVERTS:
+                    self.record_ka_idle(lab, pair)
                 if advert == 1.0:
                     from bench.pair import PeerLinkCounter
 
@@ -427,6 +515,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help="besides the checks alone, what to measure: told (HS_LB_RUNTIME_API), warm (HS_CTI_MODE); "
                          "'checks' for neither (a product before issue 15)")
+    ap.add_argument("--only", default="", metavar="ROWS",
+                    help=f"only these resource rows, comma-separated ({','.join(ONLY)}): results/resources.json "
+                         "and resources.md instead of latest.*; a few minutes")
     ap.add_argument("--no-chart", action="store_true")
     ap.add_argument("--keep-logs", action="store_true", help="copy every part's logs to run/bench-logs/")
     args = ap.parse_args(argv)
@@ -475,6 +566,12 @@ def main(argv: list[str] | None = None) -> int:
         f"vendor default {'measured once and ' if plan.vendor_measured else ''}computed")
     bench.res["command"] = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     bench.res["variants"] = ["checks", *bench.variants]
+    if args.only:
+        bench.only = [r for r in args.only.split(",") if r]
+        if unknown := [r for r in bench.only if r not in ONLY]:
+            print(f"bench: --only: unknown {', '.join(unknown)} (known: {', '.join(ONLY)})", file=sys.stderr)
+            return 2
+        return write_only(bench, args.out, log)
     log(f"bench ({plan.mode}): {bench.res['notes']}; machine {bench.res['machine']}")
     res = bench.run()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -499,6 +596,27 @@ def main(argv: list[str] | None = None) -> int:
         from bench import readme
 
         readme.main([])  # the README quotes bench/results/: keep it equal to what was just written
+    if res["errors"]:
+        print("errors:\n  " + "\n  ".join(res["errors"]), file=sys.stderr)
+        return 1
+    return 0
+
+
+def write_only(bench: Bench, out: Path, log: Callable[[str], None]) -> int:
+    """--only: run the resource rows and write results/resources.json and resources.md."""
+    plan = bench.plan
+    bench.res["notes"] = (f"resource rows only ({', '.join(bench.only)}): idle CPU {plan.idle_repeats} windows of "
+                          f"{plan.idle_s:g} s (I = 1) and {plan.idle_sprint_s:g} s (I = 0.1), median; peer-link "
+                          f"bytes over {plan.bytes_window_s:g} s at the vendor default")
+    log(f"bench --only ({plan.mode}): {bench.res['notes']}; machine {bench.res['machine']}")
+    res = bench.run_only()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "resources.json").write_text(json.dumps(res, indent=2) + "\n")
+    text = resource_table(res)
+    print()
+    print(text)
+    (out / "resources.md").write_text("\n".join([f"# Resources: `{res['command']}`", "", "```", text, "```", ""]))
+    log(f"wrote {out / 'resources.json'}, {out / 'resources.md'}")
     if res["errors"]:
         print("errors:\n  " + "\n  ".join(res["errors"]), file=sys.stderr)
         return 1

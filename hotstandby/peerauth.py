@@ -8,6 +8,7 @@ skew rather than demand NTP), and the nonce cache, not the clock, is what stops 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import math
@@ -18,6 +19,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 H_NODE, H_TS, H_NONCE, H_SIG = "x-hs-node", "x-hs-timestamp", "x-hs-nonce", "x-hs-signature"
+# The compact exchange (protocol 2) carries the same four facts in one header, "<node> <ts> <nonce> <mac>",
+# the MAC cut to 128 bits (RFC 2104's floor: half the hash) and both in unpadded base64url: 64 bytes, not 160.
+H_COMPACT = "x-hs"
 WINDOW_S = 900.0
 MAX_NONCES = 100_000
 
@@ -31,6 +35,19 @@ def sign(secret: str, method: str, path: str, body: bytes, *, node: str,
          now: Callable[[], float] = time.time) -> dict[str, str]:
     ts, nonce = f"{now():.3f}", secrets.token_hex(12)
     return {H_NODE: node, H_TS: ts, H_NONCE: nonce, H_SIG: _mac(secret, method, path, body, node, ts, nonce)}
+
+
+def _mac2(secret: str, method: str, path: str, body: bytes, node: str, ts: str, nonce: str) -> str:
+    head = "\n".join(("2", method.upper(), path, node, ts, nonce)).encode()
+    mac = hmac.new(secret.encode(), head + b"\n" + body, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def sign_compact(secret: str, method: str, path: str, body: bytes, *, node: str,
+                 now: Callable[[], float] = time.time) -> str:
+    """The value of the ``x-hs`` header of a compact exchange: ``<node> <ts> <nonce> <mac>``."""
+    ts, nonce = f"{now():.3f}", base64.urlsafe_b64encode(secrets.token_bytes(9)).decode()
+    return f"{node} {ts} {nonce} {_mac2(secret, method, path, body, node, ts, nonce)}"
 
 
 class AuthError(Exception):
@@ -53,10 +70,22 @@ class Verifier:
         node, ts, nonce, sig = (headers.get(h, "") for h in (H_NODE, H_TS, H_NONCE, H_SIG))
         if not (node and ts and nonce and sig):
             raise AuthError("unsigned request")
+        return self._check(node, ts, nonce, sig, _mac, method, path, body)
+
+    def verify_compact(self, method: str, path: str, body: bytes, header: str | None) -> str:
+        """The compact exchange's one header (``sign_compact``), checked like ``verify``'s four."""
+        parts = (header or "").split(" ")
+        if len(parts) != 4 or not all(parts):
+            raise AuthError("unsigned request")
+        node, ts, nonce, sig = parts
+        return self._check(node, ts, nonce, sig, _mac2, method, path, body)
+
+    def _check(self, node: str, ts: str, nonce: str, sig: str, mac: Callable[..., str], method: str, path: str,
+               body: bytes) -> str:
         if node != self._expect:
             raise AuthError(f"unexpected sender {node[:32]!r}")
-        good = _mac(self._secret, method, path, body, node, ts, nonce)
-        if not hmac.compare_digest(good, sig):
+        good = mac(self._secret, method, path, body, node, ts, nonce)
+        if not hmac.compare_digest(good.encode(), sig.encode()):
             raise AuthError("bad signature (wrong secret, or the request was altered)")
         try:
             stamp = float(ts)

@@ -14,9 +14,11 @@ it (``hotstandby.db.schema<N>.bak``). A database from a newer release is refused
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,8 @@ from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, func,
 
 from hotstandby.hlc import ZERO, Timestamp
 from hotstandby.replication import Stamped
+
+PROBE_EVERY_S = 5.0  # how often an idle node proves its database writable (WriteCheck)
 
 
 class NodeRow(SQLModel, table=True):
@@ -302,8 +306,42 @@ class Store:
             s.connection().exec_driver_sql("INSERT INTO probe VALUES (1)")
             s.commit()
 
+    def file_system_problem(self) -> str | None:
+        """Why the data dir's file system cannot take a write, as far as statvfs tells (read-only, or no
+        block left for us), or None. One system call, no write: cheap enough for every tick; only a
+        write (``probe_writable``) proves the database writable."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError as exc:
+            return f"data dir unusable: {exc.strerror}"
+        if st.f_flag & os.ST_RDONLY:
+            return "file system is read-only"
+        free = st.f_bfree if os.geteuid() == 0 else st.f_bavail  # root may use the reserved blocks
+        return "file system is full" if free == 0 else None
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+class WriteCheck:
+    """When a tick proves the database writable with a real write (``Store.probe_writable``: a committed,
+    fsynced transaction, in a worker thread): on the first tick, whenever statvfs says the file system is
+    read-only or full, while the last probe failed (to see the repair at once), and otherwise every
+    ``every_s``. So a full or read-only data dir is seen within one tick, any other failure to write
+    within ``every_s`` plus a tick, and a failed role write at once; an idle node writes nothing else."""
+
+    def __init__(self, store: Store, every_s: float = PROBE_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.every_s, self.clock = store, every_s, clock
+        self._last: float | None = None
+
+    def due(self, failing: bool) -> bool:
+        now = self.clock()
+        if (failing or self._last is None or now - self._last >= self.every_s
+                or self.store.file_system_problem() is not None):
+            self._last = now
+            return True
+        return False
 
 
 def _history_row(c: HistoryEntry) -> HistoryRow:

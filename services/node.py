@@ -37,11 +37,13 @@ from hotstandby.witness import EtcdWitness
 from services.arbiter.app import create_app as create_arbiter_app
 from services.arbiter.config import ConfigBook
 from services.arbiter.heartbeat import Arbiter
+from services.arbiter.hotpath import HotBeats
 from services.arbiter.peer import PeerClient
 from services.hooks import Event, Hooks, cti_event
-from services.monitor.app import MonitorContext
+from services.monitor.app import MonitorContext, probe
 from services.monitor.app import create_app as create_monitor_app
 from services.monitor.cti import CtiService, NotActive
+from services.monitor.hotpath import HotProbes
 from services.monitor.supervisor import CtiSupervisor
 
 log = logging.getLogger("hotstandby.node")
@@ -57,11 +59,30 @@ class StartupError(Exception):
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: the node decides what SIGTERM means (R10)."""
+    """uvicorn without its own signal handlers (the node decides what SIGTERM means, R10), and without
+    its ten wake-ups a second: it waits for ``should_exit`` to be set instead of polling it (it only
+    polled to refresh the Date header we do not send, and for a request limit we do not set)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    @property
+    def should_exit(self) -> bool:
+        return bool(self.__dict__.get("_exit_asked", False))
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self.__dict__["_exit_asked"] = value
+        exit_event: asyncio.Event | None = self.__dict__.get("_exit_event")
+        if value and exit_event is not None:
+            exit_event.set()
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)  # the default headers, once
+        self.__dict__["_exit_event"] = exit_event = asyncio.Event()
+        if not self.should_exit:
+            await exit_event.wait()
 
 
 def cti_command(node: NodeSettings) -> list[str]:
@@ -82,6 +103,15 @@ def cti_env(node: NodeSettings) -> dict[str, str]:
     return child_env() | {"HS_NODE_ID": node.node_id, "HS_CTI_MANAGER_URL": node.cti_manager_url}
 
 
+def _http_protocol() -> Any:
+    """httptools with each answer in one segment (services/segments.py), or uvicorn's choice without it."""
+    try:
+        from services.segments import HttpToolsOneWrite
+    except ImportError:  # httptools is not installed
+        return "auto"
+    return HttpToolsOneWrite
+
+
 def _server(app: Any, node: NodeSettings, port: int) -> _Server:
     """Keep-alive 120 s: the peer's probe connections stay open between ticks (peer.KEEPALIVE_S)."""
     ssl: dict[str, Any] = {}
@@ -89,8 +119,11 @@ def _server(app: Any, node: NodeSettings, port: int) -> _Server:
         ssl = {"ssl_certfile": node.tls_cert_file, "ssl_keyfile": node.tls_key_file}
         if node.tls_ca_file:
             ssl["ssl_ca_certs"] = node.tls_ca_file
+    # httptools parses requests (uvicorn picks it when installed); no Server or Date header: the peer and
+    # HAProxy read neither, and every answer on the peer link is shorter without them.
     config = uvicorn.Config(app, host=node.bind_host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=1, timeout_keep_alive=120, lifespan="off", **ssl)
+                            timeout_graceful_shutdown=1, timeout_keep_alive=120, lifespan="off",
+                            server_header=False, date_header=False, http=_http_protocol(), **ssl)
     return _Server(config)
 
 
@@ -176,7 +209,7 @@ def _monitor_app(n: Node, role: Callable[[], Role | None]) -> Any:
         role=role, cti=n.cti, registry=monitor_registry(n.node.node_id, lambda: sup.up, lambda: sup.restarts),
         ftlog=n.ftlog, self_check=_self_check(n),
     )
-    return create_monitor_app(ctx)
+    return HotProbes(create_monitor_app(ctx), probe(ctx))
 
 
 class _LocalCti:
@@ -306,7 +339,8 @@ async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter:
         n.hooks.metrics = metrics
         n.arbiter = Arbiter(node=node, store=n.store, ftlog=n.ftlog, metrics=metrics,
                             config=n.config, hlc=n.hlc, peer=peer, cti=cti, witness=witness, hooks=n.hooks)
-        n.servers.append(_server(create_arbiter_app(n.arbiter), node, cfg.arbiter_port))
+        app = create_arbiter_app(n.arbiter)
+        n.servers.append(_server(HotBeats(app, app.state.beats), node, cfg.arbiter_port))
     n.ftlog.write("Arbiter" if with_arbiter else "Monitor",
                   f"Starting {node.node_id} ({node.rank}) as STANDBY, epoch "
                   f"{n.arbiter.state.epoch if n.arbiter else '-'}; hot standby {'on' if cfg.enabled else 'off'}")

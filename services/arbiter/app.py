@@ -46,8 +46,10 @@ from hotstandby.web import (
     schema_ref,
     text_answer,
 )
+from services.arbiter import wire
 from services.arbiter.console import install_console
 from services.arbiter.heartbeat import Arbiter, SwitchRefused
+from services.arbiter.hotpath import BeatEndpoint
 from services.arbiter.status import iso
 
 _LOG_ANSWER: dict[str, Any] = {
@@ -59,6 +61,11 @@ _LOG_ANSWER: dict[str, Any] = {
 # Answers are the dicts the arbiter builds, checked against and described by their model; exclude_unset keeps
 # each one exactly as built (a field the code leaves out is not added as null).
 _AS_BUILT: dict[str, Any] = {"response_model_exclude_unset": True}
+
+
+_BEAT_ANSWER: dict[int | str, dict[str, Any]] = {200: {
+    "description": "the answering node's word about itself (t = [t2, t3])",
+    "content": {"application/json": {"schema": wire.SCHEMA}}}}
 
 
 def _who(request: Request) -> str:
@@ -227,6 +234,24 @@ def create_app(arbiter: Arbiter) -> FastAPI:
         return arbiter.config.as_json()
 
     app.include_router(peer)
+
+    # The compact exchange (protocol 2): signed in one header, not by the peer router's dependency.
+    # hotpath.HotBeats, in front of this app (node.py), answers it through the same BeatEndpoint.
+    beats = app.state.beats = BeatEndpoint(arbiter.on_beat, verifier, lambda msg: _refused(arbiter, "peer", msg))
+
+    @app.post(wire.PATH, tags=["peer"], operation_id="peerBeat", response_class=Response,
+              summary="The state exchange in its compact form (protocol 2); the answer has the ask's shape",
+              responses=_BEAT_ANSWER | error_responses(401, 413, 422),
+              openapi_extra={
+                  "requestBody": {"required": True, "content": {"application/json": {"schema": wire.SCHEMA}}},
+                  "parameters": [{"name": "x-hs", "in": "header", "required": True, "schema": {"type": "string"},
+                                  "description": "<node> <timestamp> <nonce> <HMAC-SHA256 of the request, "
+                                                 "128 bits, base64url> (hotstandby.peerauth.sign_compact)"}]})
+    async def beat(request: Request) -> Response:
+        host = request.client.host if request.client else "?"
+        status, body = await beats.reply(await request.body(), request.headers.get("x-hs"), host)
+        return Response(body, status_code=status, media_type="application/json")
+
     return app
 
 

@@ -34,6 +34,7 @@ class ConfigBook:
             store.save_settings(missing)
         table.update(missing)
         self._table: dict[str, Stamped] = {k: v for k, v in table.items() if k in CLUSTER_FIELDS}
+        self._digest: str | None = None  # digest(self._table), kept until the table changes (read every exchange)
         newest = max((s.updated_at for s in self._table.values()), default=ZERO)
         clock.receive(newest)  # never issue a stamp below one already stored
         self.repaired: str | None = None
@@ -43,7 +44,7 @@ class ConfigBook:
         """Re-read the stored settings (the monitor apart follows its arbiter's changes)."""
         stored = self._store.load_settings()
         if any(stored.get(n) != self._table.get(n) for n in stored if n in CLUSTER_FIELDS):
-            self._table.update({n: st for n, st in stored.items() if n in CLUSTER_FIELDS})
+            self._update({n: st for n, st in stored.items() if n in CLUSTER_FIELDS})
             self._effective = self._build(self._effective)
 
     @property
@@ -55,7 +56,13 @@ class ConfigBook:
         return self._table
 
     def digest(self) -> str:
-        return digest(self._table)
+        if self._digest is None:
+            self._digest = digest(self._table)
+        return self._digest
+
+    def _update(self, changes: Mapping[str, Stamped]) -> None:
+        self._table.update(changes)
+        self._digest = None
 
     def as_json(self) -> dict[str, Any]:
         return {"settings": {n: self._table[n].to_json() for n in CLUSTER_FIELDS}, "digest": self.digest()}
@@ -75,7 +82,7 @@ class ConfigBook:
         }
         if changes:
             self._store.save_settings(changes)  # durable before anyone is told
-            self._table.update(changes)
+            self._update(changes)
             self._effective = self._build(self._effective)
         return sorted(changes)
 
@@ -93,7 +100,7 @@ class ConfigBook:
             self._clock.receive(st.updated_at)
         self._store.save_settings(newer)
         changed = sorted(n for n, st in newer.items() if st.value != self._table[n].value)
-        self._table.update(newer)
+        self._update(newer)
         self._effective = self._build(self._effective)
         return changed
 

@@ -1,36 +1,54 @@
-"""The state exchange with the peer arbiter (``POST /peer/heartbeat``, both directions in one call), and
-what rides on it: the clock skew, the maintenance flag (R11) and the cluster settings' digest (SPEC 5).
+"""The state exchange with the peer arbiter (both directions in one call), and what rides on it: the
+clock skew, the maintenance flag (R11) and the cluster settings' digest (SPEC 5).
 
-``view()`` is what this node tells its peer; ``exchange()`` is our half, ``on_heartbeat()`` the peer's.
-An answered exchange from a node whose monitor serves in the same process also vouches for that
-monitor: the second channel of R2.
+Two protocols. 2, the compact one (``POST /peer/hb``, services/arbiter/wire.py), is what this release
+speaks; 1, the long JSON of ``POST /peer/heartbeat`` (``view()``), is what earlier releases speak, and
+this one still answers it and falls back to it when a peer answers 404 to the compact ask: a pair
+keeps working while its nodes are upgraded one at a time. ``exchange_full()`` is our half, the
+``on_*`` methods the peer's. The peer's latest ask is kept (``last_ask``) for the tick: the ACTIVE
+counts being asked as its heartbeat (services/arbiter/hearing.py). An answer from a node whose
+monitor serves in the same process also vouches for that monitor (R2).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from hotstandby.hlc import HybridClock, Timestamp
 from hotstandby.model import PeerView, Role
 from hotstandby.settings import ClusterSettings
 from hotstandby.store import Store, StoreError
+from services.arbiter import wire
 from services.arbiter.lease import Lease
 from services.arbiter.memory import Memory
-from services.arbiter.peer import PeerClient
+from services.arbiter.peer import CallResult, PeerClient
 from services.arbiter.roles import CtiControl
 from services.arbiter.status import iso, update_gauges
 
 log = logging.getLogger("hotstandby.arbiter")
 
 SKEW_LOG_S = 1.0
+RETRY_COMPACT_S = 60.0  # a peer answering only protocol 1 is asked in protocol 2 again this often (upgraded?)
 
 
 class Exchanged(NamedTuple):
     view: PeerView | None  # None: no valid answer
     digest: str | None  # the peer's settings digest after the exchange
     vouched: bool  # the answer also speaks for the peer's monitor (same process, application healthy)
+    speaks: bool = False  # the peer's monitor serves in the peer's process: its answer says what a probe would
+
+
+@dataclass(frozen=True)
+class Asked:
+    """An ask the peer made of us: when (monotonic), what it said about itself, and for its monitor."""
+
+    at: float
+    view: PeerView
+    vouched: bool
+    speaks: bool
 
 
 class Exchange:
@@ -43,6 +61,10 @@ class Exchange:
         self.peer_digest: str | None = None
         self.peer_info: dict[str, Any] = {}
         self.peer_auth_problem: str | None = None
+        self.protocol = wire.PROTOCOL  # what we ask the peer in: 2, or 1 for a peer of an earlier release
+        self._compact_refused_at: float | None = None
+        self._ask: Asked | None = None  # the peer's latest ask
+        self._peer_since: float | None = None
 
     # -- what we tell the peer ------------------------------------------------------------------
     def can_be_active(self) -> bool:
@@ -60,8 +82,20 @@ class Exchange:
             "maintenance": {"value": s.maintenance, "at": str(at), "origin": origin},
             "digest": mem.config.digest(), "hlc": str(self.hlc.now()), "role_since": iso(mem.role_since),
             "address": mem.node.local_address or mem.cluster.address_of(s.node_id),
-            "vouch": self._vouch(),
+            "vouch": self._vouch(), "protocol": wire.PROTOCOL,  # earlier releases ignore it
         }
+
+    def beat(self, times: tuple[float, ...], skew: float | None = None) -> wire.Beat:
+        """``view()`` in the compact protocol's terms (services/arbiter/wire.py)."""
+        mem = self.mem
+        s = mem.state
+        at, origin = self.maint_version
+        serves = self.cti.vouch()[0]
+        return wire.Beat(node_id=s.node_id, role=s.role, epoch=s.epoch, can_be_active=self.can_be_active(),
+                         lan_ok=mem.lan_ok is not False, serves=serves, app_ok=self.app_problem() is None,
+                         maintenance=s.maintenance, maintenance_at=at, maintenance_origin=origin,
+                         digest=mem.config.digest(), hlc=self.hlc.now(), role_since=mem.role_since, times=times,
+                         skew=skew)
 
     def app_problem(self) -> str | None:
         """Why this node's application is unhealthy (what mod=IPSWS reports), or None."""
@@ -81,15 +115,69 @@ class Exchange:
         """One exchange. Besides the peer's view it returns, from this exchange's own answer (never
         from another racing with it), the settings digest the peer holds after it (`replicated`)
         and whether the answer vouches for the peer's monitor (the second channel)."""
+        if self._compact_now():
+            r = await self.peer.beat(lambda: self.beat((self.mem.wall(),), self.skew_s), cfg.heartbeat_timeout_s)
+            if r.status not in (404, 405):
+                return await self._read_beat(r, cfg)
+            # A peer of an earlier release: it knows only /peer/heartbeat. Ask again in its words.
+            self._peer_speaks(1)
+        return await self._exchange_long(cfg)
+
+    def _peer_speaks(self, protocol: int) -> None:
+        """What the peer speaks, as its last ask or answer showed: 1 (an earlier release) or 2. Protocol 1
+        is asked in 2 again RETRY_COMPACT_S later, in case it has been upgraded meanwhile."""
+        peer = self.mem.node.peer_id
+        if protocol < wire.PROTOCOL:
+            if self.protocol != protocol:
+                self.mem.say(f"Server {peer} speaks exchange protocol {protocol} (an earlier release): "
+                             "exchanging in it")
+            self.protocol, self._compact_refused_at = protocol, self.mem.clock()
+            return
+        if self.protocol != wire.PROTOCOL:
+            self.mem.say(f"Server {peer} speaks exchange protocol {wire.PROTOCOL} again (upgraded)")
+        self.protocol, self._compact_refused_at = wire.PROTOCOL, None
+
+    def _compact_now(self) -> bool:
+        refused = self._compact_refused_at
+        return self.protocol == wire.PROTOCOL or refused is None or self.mem.clock() - refused >= RETRY_COMPACT_S
+
+    def _failed(self, r: CallResult) -> Exchanged:
+        mem = self.mem
+        mem.metrics.exchange_failures.labels(mem.node.node_id).inc()
+        if r.status == 401:
+            self._auth_problem("the peer refused our signed heartbeat (401): check that HS_PEER_SECRET "
+                               "is the same on both nodes")
+        return Exchanged(None, None, False)
+
+    async def _read_beat(self, r: CallResult, cfg: ClusterSettings) -> Exchanged:
+        """The peer's answer to our compact ask."""
+        mem = self.mem
+        t4 = mem.wall()
+        if not r.ok:
+            return self._failed(r)
+        try:
+            b = wire.decode(r.body)
+            if b.node_id != mem.node.peer_id or len(b.times) != 2:
+                raise wire.WireError(f"n: the peer answered as {b.node_id}" if b.node_id != mem.node.peer_id
+                                     else "t: an answer carries [t2, t3]")
+            self.hlc.receive(b.hlc)
+            self._note_skew(((b.times[0] - r.sent.times[0]) + (b.times[1] - t4)) / 2)
+            self.merge_stamp(b.maintenance, b.maintenance_at, b.maintenance_origin)
+        except ValueError as exc:
+            log.warning("malformed heartbeat answer: %s", exc)
+            return Exchanged(None, None, False)
+        self._peer_speaks(wire.PROTOCOL)
+        self.peer_auth_problem = None
+        self._role_since(b.role_since)
+        return await self._settle(_view(b), b.digest, b.serves, b.app_ok, cfg)
+
+    async def _exchange_long(self, cfg: ClusterSettings) -> Exchanged:
+        """Protocol 1: ``POST /peer/heartbeat`` with ``view()``, for a peer of an earlier release."""
         mem = self.mem
         r = await self.peer.exchange(lambda: self.view() | {"t1": mem.wall()}, cfg.heartbeat_timeout_s)
         t4 = mem.wall()
         if not r.ok:
-            mem.metrics.exchange_failures.labels(mem.node.node_id).inc()
-            if r.status == 401:
-                self._auth_problem("the peer refused our signed heartbeat (401): check that HS_PEER_SECRET "
-                                   "is the same on both nodes")
-            return Exchanged(None, None, False)
+            return self._failed(r)
         try:
             body = r.body
             view = PeerView(node_id=body["node_id"], role=Role(body["role"]), epoch=int(body["epoch"]),
@@ -105,27 +193,74 @@ class Exchange:
             return Exchanged(None, None, False)
         self.peer_auth_problem = None
         self.peer_info = {"role_since": body.get("role_since"), "address": body.get("address")}
-        vouch = body.get("vouch") if isinstance(body.get("vouch"), dict) else {}
+        self._peer_speaks(_protocol_of(body))
+        return await self._settle(view, body["digest"], *_vouch_of(body), cfg)
+
+    async def _settle(self, view: PeerView, digest: str, serves: bool, app_ok: bool,
+                      cfg: ClusterSettings) -> Exchanged:
         # Second channel: an answered exchange from a node whose monitor serves in the same process
         # is a valid answer within T too (and, with switch_on_application_error, only if its
         # application self-check passes, exactly what mod=IPSWS would have said).
-        vouched = bool(vouch.get("serves")) and (not cfg.switch_on_application_error or bool(vouch.get("app_ok")))
-        digest = self.peer_digest = body["digest"]
-        if digest != mem.config.digest():
+        vouched = serves and (not cfg.switch_on_application_error or app_ok)
+        self.peer_digest = digest
+        if digest != self.mem.config.digest():
             await self.pull_config()
-            digest = self.peer_digest  # what we pulled is what the peer holds
-        return Exchanged(view, digest, vouched)
+            digest = self.peer_digest or digest  # what we pulled is what the peer holds
+        return Exchanged(view, digest, vouched, serves)
 
+    # -- the peer's asks, answered --------------------------------------------------------------
     async def on_heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The peer's half of the exchange: learn its clock, maintenance and settings digest."""
-        t2 = self.mem.wall()
+        """The peer's half of a protocol 1 exchange: learn its clock, maintenance and settings digest."""
+        mem = self.mem
+        t2 = mem.wall()
         self.hlc.receive(Timestamp.parse(body["hlc"]))
         self.merge_maintenance(body["maintenance"])
         self.peer_info = {"role_since": body.get("role_since"), "address": body.get("address")}
         self.peer_digest = body["digest"]
-        if body["digest"] != self.mem.config.digest():
+        self._asked(PeerView(node_id=body["node_id"], role=Role(body["role"]), epoch=int(body["epoch"]),
+                             lan_ok=bool(body.get("lan_ok", True)), maintenance=bool(body["maintenance"]["value"]),
+                             can_be_active=bool(body.get("can_be_active", True))), *_vouch_of(body))
+        # A node of this release says which protocol it speaks even in protocol 1 (it asks in 1 only while it
+        # takes us for an earlier release); a body without "protocol" is an earlier release's.
+        self._peer_speaks(_protocol_of(body))
+        if body["digest"] != mem.config.digest():
             await self.pull_config()
-        return self.view() | {"t2": t2, "t3": self.mem.wall()}
+        return self.view() | {"t2": t2, "t3": mem.wall()}
+
+    async def on_beat(self, raw: bytes) -> bytes:
+        """The peer's half of a compact exchange (protocol 2): ``raw`` is the ask's body, already
+        authenticated; the answer's body, or WireError (the caller's 422)."""
+        mem = self.mem
+        t2 = mem.wall()
+        b = wire.decode(raw)
+        if b.node_id != mem.node.peer_id:
+            raise wire.WireError(f"n: expected {mem.node.peer_id}")
+        self.hlc.receive(b.hlc)
+        self.merge_stamp(b.maintenance, b.maintenance_at, b.maintenance_origin)
+        self._role_since(b.role_since)
+        self.peer_digest = b.digest
+        if b.skew is not None:
+            self._note_skew(-b.skew)  # the asker measured it; the same offset, seen from this side
+        self._asked(_view(b), b.serves, b.app_ok)
+        self._peer_speaks(wire.PROTOCOL)
+        if b.digest != mem.config.digest():
+            await self.pull_config()
+        return wire.encode(self.beat((t2, mem.wall())))
+
+    def _role_since(self, since: float | None) -> None:
+        """The peer's role_since for status, in ISO form (formatted when it changes, not every exchange)."""
+        if since != self._peer_since:
+            self._peer_since = since
+            self.peer_info = {"role_since": iso(since)}
+
+    def _asked(self, view: PeerView, serves: bool, app_ok: bool) -> None:
+        vouched = serves and (not self.mem.cluster.switch_on_application_error or app_ok)
+        self._ask = Asked(self.mem.clock(), view, vouched, serves)
+        self.peer_auth_problem = None
+
+    def last_ask(self) -> Asked | None:
+        """The peer's latest ask, or None if it never asked."""
+        return self._ask
 
     def _note_skew(self, skew: float) -> None:
         crossed = (abs(skew) > SKEW_LOG_S) != (self.skew_s is not None and abs(self.skew_s) > SKEW_LOG_S)
@@ -142,11 +277,14 @@ class Exchange:
 
     # -- maintenance (R11): a replicated flag, the newest stamp wins ------------------------------
     def merge_maintenance(self, remote: dict[str, Any]) -> bool:
-        version = (Timestamp.parse(remote["at"]), str(remote["origin"]))
+        return self.merge_stamp(bool(remote["value"]), Timestamp.parse(remote["at"]), str(remote["origin"]))
+
+    def merge_stamp(self, value: bool, at: Timestamp, origin: str) -> bool:
+        version = (at, origin)
         if version <= self.maint_version:
             return False
-        self.hlc.receive(version[0])
-        self._set_maintenance(bool(remote["value"]), version, f"replicated from {version[1]}")
+        self.hlc.receive(at)
+        self._set_maintenance(value, version, f"replicated from {origin}")
         return True
 
     def _set_maintenance(self, enabled: bool, version: tuple[Timestamp, str], source: str) -> None:
@@ -201,3 +339,22 @@ class Exchange:
         mem.metrics.config_changes.labels(mem.node.node_id, "local" if "API" in source else "peer").inc()
         update_gauges(mem)
         self.wake()
+
+
+def _view(b: wire.Beat) -> PeerView:
+    return PeerView(node_id=b.node_id, role=b.role, epoch=b.epoch, lan_ok=b.lan_ok, maintenance=b.maintenance,
+                    can_be_active=b.can_be_active)
+
+
+def _vouch_of(body: dict[str, Any]) -> tuple[bool, bool]:
+    """(serves, app_ok) of a protocol 1 body's ``vouch``; a body without one vouches for nothing."""
+    vouch = body.get("vouch")
+    if not isinstance(vouch, dict):
+        return False, False
+    return bool(vouch.get("serves")), bool(vouch.get("app_ok"))
+
+
+def _protocol_of(body: dict[str, Any]) -> int:
+    """The highest exchange protocol the sender of a protocol 1 body speaks (1 when it does not say)."""
+    value = body.get("protocol")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1

@@ -11,6 +11,8 @@ The parts, one module each (``services/arbiter/``):
     roles.py      Roles: carry_out(plan), the only code that changes roles (persist, then each step)
     commands.py   Commands: peer role commands, manual switch (R7), graceful stop (R10): plans too
     exchange.py   Exchange: the state exchange both ways, skew, maintenance (R11), settings (SPEC 5)
+    hearing.py    Hearing: what a tick hears from the peer (who asks, the probe as a hedge: R2)
+    wire.py       the compact exchange's body (protocol 2)
     lease.py      Lease: the witness's lease keeping and key (SPEC 12)
     status.py     GET /status and the gauges
 
@@ -26,7 +28,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from hotstandby import rules
@@ -35,12 +37,13 @@ from hotstandby.hlc import HybridClock, Timestamp
 from hotstandby.metrics import ArbiterMetrics
 from hotstandby.model import Cause, Decision, NodeState, Observation, Role
 from hotstandby.settings import ClusterSettings, NodeSettings
-from hotstandby.store import Store, StoreError
+from hotstandby.store import Store, StoreError, WriteCheck
 from hotstandby.witness import Witness
 from services.arbiter import probes
 from services.arbiter.commands import Commands, SwitchRefused
 from services.arbiter.config import ConfigBook
 from services.arbiter.exchange import Exchange
+from services.arbiter.hearing import Hearing
 from services.arbiter.journal import Journal
 from services.arbiter.lbclient import for_node as load_balancers
 from services.arbiter.lease import Lease
@@ -80,8 +83,10 @@ class Arbiter:
         self.exchange = Exchange(self.mem, peer=peer, hlc=hlc, store=store, cti=cti, lease=self.lease,
                                  wake=self.wake, maint_version=maint_version)
         self.commands = Commands(self.mem, roles=self.roles, exchange=self.exchange, peer=peer, cti=cti)
+        self.hearing = Hearing(self.mem, exchange=self.exchange, peer=peer)
         self.started = clock()
         self.last_tick_done: float | None = None
+        self.write_check = WriteCheck(store, clock=clock)
         self.channels: dict[str, dict[str, Any]] = {
             "probe": {"ok": None, "seconds": None, "detail": "not probed yet"},
             "exchange": {"ok": None, "consecutive_failures": 0},
@@ -129,7 +134,8 @@ class Arbiter:
             interval = self.cluster.heartbeat_interval_s * (1 - 0.1 * self.rng.random())
             delay = max(0.0, interval - (self.clock() - start))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):  # no task a wait, unlike wait_for
+                    await self._wake.wait()
             self._wake.clear()
 
     def wake(self) -> None:
@@ -150,26 +156,28 @@ class Arbiter:
         mem, cfg = self.mem, self.cluster
         before = mem.version
         started = self.clock()
-        await asyncio.to_thread(self._check_store)  # an fsync must not stall the loop and its HTTP
+        if self.write_check.due(self.mem.store_problem is not None):
+            await asyncio.to_thread(self._check_store)  # an fsync must not stall the loop and its HTTP
         if self.lb:
             self.lb.retry()  # a load balancer that missed our last role change hears it again
-        probe, exchanged, lan, vip, _ = await asyncio.gather(
-            self.peer.probe(), self.exchange.exchange_full(cfg), probes.lan_ok(cfg), self.vip.where(cfg),
-            self.lease.renew(cfg),
-        )
-        view = exchanged.view
-        self.metrics.probe_seconds.labels(self.node.node_id).observe(probe.seconds)
-        if not probe.ok:
+        # The edges at once, each bounded by T; only those configured (a task a tick for nothing adds up).
+        edges: dict[str, Coroutine[Any, Any, Any]] = {"heard": self.hearing.observe(cfg)}
+        if cfg.lan_probe_addresses:
+            edges["lan"] = probes.lan_ok(cfg)
+        if cfg.test_vip_destination:
+            edges["vip"] = self.vip.where(cfg)
+        if self.lease.on():
+            edges["lease"] = self.lease.renew(cfg)
+        done = [await edges["heard"]] if len(edges) == 1 else await asyncio.gather(*edges.values())
+        seen = dict(zip(edges, done, strict=True))
+        heard, lan, vip = seen["heard"], seen.get("lan"), seen.get("vip")
+        self.metrics.probe_seconds.labels(self.node.node_id).observe(heard.seconds)
+        if not heard.ok:
             self.metrics.probe_failures.labels(self.node.node_id).inc()
-        # Two independent channels, both reported: the monitor probe decides (R2), the exchange informs.
-        self.channels = {
-            "probe": {"ok": probe.ok, "seconds": round(probe.seconds, 4), "detail": probe.detail},
-            "exchange": {"ok": view is not None,
-                         "consecutive_failures": 0 if view else self.channels["exchange"]["consecutive_failures"] + 1},
-        }
+        self.channels = heard.channels  # what the exchange and the probe each did this tick
         mem.lan_ok = lan
-        # R2: the peer failed this tick only when neither channel brought a valid answer within T.
-        obs = Observation(probe_ok=probe.ok or exchanged.vouched, peer=view, lan_ok=lan, vip_node=vip)
+        # R2 (services/arbiter/hearing.py): one exchange for the pair, the monitor probe as its hedge.
+        obs = Observation(probe_ok=heard.ok, peer=heard.view, lan_ok=lan, vip_node=vip)
         async with mem.lock:
             if mem.version != before:
                 # A command changed our role or heard from the peer while we observed: what we saw
@@ -220,6 +228,9 @@ class Arbiter:
 
     async def on_heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.exchange.on_heartbeat(body)
+
+    async def on_beat(self, raw: bytes) -> bytes:
+        return await self.exchange.on_beat(raw)
 
     async def set_maintenance(self, enabled: bool, who: str) -> bool:
         return await self.exchange.set_maintenance(enabled, who)

@@ -36,6 +36,7 @@ class Memory:
         self.lan_ok: bool | None = None  # None: no LAN probes configured
         self.store_problem: str | None = None  # why the database refuses writes, or None
         self.last_reason = "starting: STANDBY until the first tick decides"
+        self.gauges_set: tuple[tuple[int, ...], ClusterSettings] | None = None  # what update_gauges last set
 
     @property
     def cluster(self) -> ClusterSettings:

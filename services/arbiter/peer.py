@@ -18,13 +18,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
-
-from hotstandby.peerauth import sign
+from hotstandby.http1 import Connection, HttpError, Response
+from hotstandby.peerauth import H_COMPACT, sign, sign_compact
 from hotstandby.settings import ClusterSettings, NodeSettings
 from hotstandby.tls import client_context
+from services.arbiter import wire
 
-USER_AGENT = "hotstandby-arbiter"
 HEDGES = 8  # attempts a call may make inside its T budget
 # Connections a lane may open: on a lossy link at I = 0.1 s, attempts lingering from the last
 # ticks hold a dozen at once. An idle one costs nothing but a socket, and is closed after KEEPALIVE_S.
@@ -64,53 +63,27 @@ class CallResult:
         return self.status is not None
 
 
-def _tls(node: NodeSettings) -> ssl.SSLContext | bool:
+def _tls(node: NodeSettings) -> ssl.SSLContext | None:
     """Built once per peer and shared by its connections (a context costs ~2 ms to make).
     With TLS the peer's certificate is verified against HS_TLS_CA_FILE (host name = its address)."""
-    return client_context(node.tls_ca_file, node.tls_cert_file, node.tls_key_file) if node.tls else False
-
-
-def _client(verify: ssl.SSLContext | bool) -> httpx.AsyncClient:
-    """A pool of one connection: a lane's attempts never queue behind each other."""
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_S)
-    return httpx.AsyncClient(verify=verify, limits=limits, headers={"user-agent": USER_AGENT}, trust_env=False)
-
-
-def _why(exc: BaseException) -> str:
-    """The exception's name, plus the reason when a TLS handshake failed (a refused certificate)."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"{type(exc).__name__} (TLS: {cause.verify_message or 'certificate refused'})"
-        if isinstance(cause, ssl.SSLError):
-            return f"{type(exc).__name__} (TLS: {cause.reason or 'handshake failed'})"
-        cause = cause.__cause__ or cause.__context__
-    return type(exc).__name__
-
-
-def _unverified() -> ssl.SSLContext:
-    """Plain HTTP needs no TLS, but httpx makes a context per client unless given one."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    return client_context(node.tls_ca_file, node.tls_cert_file, node.tls_key_file) if node.tls else None
 
 
 @dataclass(eq=False)
 class _Conn:
-    client: httpx.AsyncClient
+    client: Connection
     warm: bool = False  # its last request was answered, so its connection is open and idle
     busy: bool = False
 
 
-Attempt = Callable[[httpx.AsyncClient, float], Awaitable[Outcome]]
+Attempt = Callable[[Connection, float], Awaitable[Outcome]]
 
 
 class Lane:
     """Kept-alive connections to one of the peer's ports, and calls hedged across them."""
 
-    def __init__(self, verify: ssl.SSLContext | bool, most: int = LANE_MAX) -> None:
-        self._verify = verify if verify is not False else _unverified()
+    def __init__(self, tls: ssl.SSLContext | None, most: int = LANE_MAX) -> None:
+        self._tls = tls
         self._most = most
         self._conns: list[_Conn] = []
         self._lingering: set[asyncio.Task[Outcome]] = set()
@@ -120,7 +93,7 @@ class Lane:
         idle = [c for c in self._conns if not c.busy]
         conn = next((c for c in idle if c.warm), idle[0] if idle else None)
         if conn is None and len(self._conns) < self._most:
-            conn = _Conn(_client(self._verify))
+            conn = _Conn(Connection(self._tls, keepalive_s=KEEPALIVE_S))
             self._conns.append(conn)
         return conn
 
@@ -183,7 +156,7 @@ class Lane:
             task.cancel()
         await asyncio.gather(*self._lingering, return_exceptions=True)
         for conn in self._conns:
-            await conn.client.aclose()
+            conn.client.close()
 
 
 class PeerClient:
@@ -191,81 +164,101 @@ class PeerClient:
         self._node = node
         self._cluster = cluster
         self._scheme = "https" if node.tls else "http"
-        verify = _tls(node)
-        self._monitor = Lane(verify)  # the first channel: the peer monitor's probe
+        tls = _tls(node)
+        self._monitor = Lane(tls)  # the first channel: the peer monitor's probe
         # The second channel, the state exchange with the peer arbiter; role commands and config
         # pulls use its warm connections too, once each (not hedged: a command is sent once).
-        self._arbiter = Lane(verify)
+        self._arbiter = Lane(tls)
 
     @property
     def address(self) -> str:
         return self._cluster().address_of(self._node.peer_id)
 
-    def _url(self, port: int, path: str) -> str:
-        host = self.address
-        host = f"[{host}]" if ":" in host else host
-        return f"{self._scheme}://{host}:{port}{path}"
-
-    async def probe(self) -> ProbeResult:
+    async def probe(self, budget: float | None = None) -> ProbeResult:
         """GET the peer monitor's mod=NONE (or IPSWS), hedged inside the T budget.
 
         Succeeds on the first valid answer, fails at once when the peer answers that it is unhealthy
         (an HTTP answer other than OK), and otherwise fails only when no valid answer came within T
         (R2). On a lossy link this is what turns "one lost segment" (TCP's 200 ms minimum retransmit
-        is longer than a sub-second T) into a success instead of a failure."""
+        is longer than a sub-second T) into a success instead of a failure. ``budget``: what is left of T
+        when the probe hedges a late exchange (services/arbiter/hearing.py)."""
         cfg = self._cluster()
         mod, want = ("IPSWS", "IPSWS=OK") if cfg.switch_on_application_error else ("NONE", "OK")
-        url = self._url(cfg.monitor_port, f"/IPSCFG/admin/monitor.aspx?mod={mod}")
+        host, port, path = self.address, cfg.monitor_port, f"/IPSCFG/admin/monitor.aspx?mod={mod}"
 
-        async def attempt(client: httpx.AsyncClient, timeout: float) -> Outcome:
+        async def attempt(conn: Connection, timeout: float) -> Outcome:
             try:
-                r = await client.get(url, timeout=timeout)
-            except httpx.HTTPError as exc:
-                return Outcome("error", _why(exc))
-            if r.status_code == 200 and r.text.strip() == want:
+                r = await conn.request(host, port, "GET", path, timeout=timeout)
+            except HttpError as exc:
+                return Outcome("error", str(exc))
+            if r.status == 200 and r.text.strip() == want:
                 return Outcome("ok", "ok")
-            return Outcome("answer", f"HTTP {r.status_code} {r.text.strip()[:80]}")
+            return Outcome("answer", f"HTTP {r.status} {r.text.strip()[:80]}")
 
-        out, seconds = await self._monitor.hedged(attempt, cfg.heartbeat_timeout_s)
+        out, seconds = await self._monitor.hedged(attempt, cfg.heartbeat_timeout_s if budget is None else budget)
         return ProbeResult(out.kind == "ok", seconds, out.detail)
 
-    def _request(self, method: str, path: str, payload: Any | None) -> tuple[str, bytes, dict[str, str]]:
-        body = b"" if payload is None else json.dumps(payload).encode()
+    def _signed(self, method: str, path: str, payload: Any | None) -> tuple[bytes, dict[str, str]]:
+        body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         headers = sign(self._node.peer_secret, method, path, body, node=self._node.node_id)
-        headers["content-type"] = "application/json"
-        return self._url(self._cluster().arbiter_port, path), body, headers
+        if payload is not None:
+            headers["content-type"] = "application/json"
+        return body, headers
 
     @staticmethod
-    def _result(r: httpx.Response, sent: Any) -> CallResult:
+    def _result(r: Response, sent: Any) -> CallResult:
         try:
-            data = r.json()
+            data = json.loads(r.body) if r.body else None
         except ValueError:
             data = None
-        if r.status_code >= 400:
+        if r.status >= 400:
             detail = data.get("detail") if isinstance(data, dict) else r.text[:200]
-            return CallResult(False, r.status_code, data, f"HTTP {r.status_code}: {detail}", sent)
-        return CallResult(True, r.status_code, data, "ok", sent)
+            return CallResult(False, r.status, data, f"HTTP {r.status}: {detail}", sent)
+        return CallResult(True, r.status, data, "ok", sent)
 
     async def _call(self, method: str, path: str, payload: Callable[[], Any], timeout: float,
                     hedges: int) -> CallResult:
         """A signed call to the peer arbiter over the exchange's lane; ``payload`` is made afresh for
         each attempt (its own signature, nonce and send time)."""
+        host, port = self.address, self._cluster().arbiter_port
 
-        async def attempt(client: httpx.AsyncClient, limit: float) -> Outcome:
+        async def attempt(conn: Connection, limit: float) -> Outcome:
             sent = payload()
-            url, body, headers = self._request(method, path, sent)
+            body, headers = self._signed(method, path, sent)
             try:
-                r = await client.request(method, url, content=body, headers=headers, timeout=limit)
-            except httpx.HTTPError as exc:
-                return Outcome("error", f"{_why(exc)} calling {path}")
+                r = await conn.request(host, port, method, path, body=body, headers=headers, timeout=limit)
+            except HttpError as exc:
+                return Outcome("error", f"{exc} calling {path}")
             res = self._result(r, sent)
             return Outcome("ok" if res.ok else "answer", res.detail, res)
 
         out, _ = await self._arbiter.hedged(attempt, timeout, hedges)
         return out.value if out.value is not None else CallResult(False, None, None, out.detail)
 
+    async def beat(self, make: Callable[[], wire.Beat], timeout: float) -> CallResult:
+        """POST /peer/hb, the compact exchange (protocol 2), hedged like the probe. The answer's ``body``
+        is its raw bytes (``wire.decode`` reads them); ``sent`` is the Beat it replies to."""
+        host, port, secret, me = self.address, self._cluster().arbiter_port, self._node.peer_secret, self._node.node_id
+
+        async def attempt(conn: Connection, limit: float) -> Outcome:
+            sent = make()
+            body = wire.encode(sent)
+            headers = {H_COMPACT: sign_compact(secret, "POST", wire.PATH, body, node=me)}
+            try:
+                r = await conn.request(host, port, "POST", wire.PATH, body=body, headers=headers, timeout=limit)
+            except HttpError as exc:
+                return Outcome("error", f"{exc} calling {wire.PATH}")
+            if r.status == 200:
+                return Outcome("ok", "ok", CallResult(True, 200, r.body, "ok", sent))
+            res = self._result(r, sent)
+            return Outcome("answer", res.detail, res)
+
+        out, _ = await self._arbiter.hedged(attempt, timeout)
+        return out.value if out.value is not None else CallResult(False, None, None, out.detail)
+
     async def exchange(self, payload: Callable[[], dict[str, Any]], timeout: float) -> CallResult:
-        """POST /peer/heartbeat, hedged like the probe (the second channel)."""
+        """POST /peer/heartbeat, the long exchange (protocol 1, what a peer of an earlier release speaks),
+        hedged like the probe."""
         return await self._call("POST", "/peer/heartbeat", payload, timeout, HEDGES)
 
     async def role(self, payload: dict[str, Any], timeout: float) -> CallResult:

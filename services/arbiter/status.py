@@ -33,11 +33,14 @@ def expected_delay(mem: Memory) -> float:
 
 def update_gauges(mem: Memory) -> None:
     m, n, s = mem.metrics, mem.node.node_id, mem.state
-    m.role.labels(n).set(1 if s.role is Role.ACTIVE else 0)
-    m.epoch.labels(n).set(s.epoch)
-    m.consecutive_failures.labels(n).set(s.peer_failures)
-    m.lan_ok.labels(n).set(0 if mem.lan_ok is False else 1)
-    m.maintenance.labels(n).set(1 if s.maintenance else 0)
+    numbers = (1 if s.role is Role.ACTIVE else 0, s.epoch, s.peer_failures, 0 if mem.lan_ok is False else 1,
+               1 if s.maintenance else 0)
+    last = mem.gauges_set
+    if last is not None and last[0] == numbers and last[1] is mem.config.current:  # every tick asks; an idle
+        return  # pair seldom changes any of them
+    mem.gauges_set = (numbers, mem.config.current)
+    for gauge, value in zip((m.role, m.epoch, m.consecutive_failures, m.lan_ok, m.maintenance), numbers, strict=True):
+        gauge.labels(n).set(value)
     m.expected_delay.labels(n).set(expected_delay(mem))
     m.readings(peer_role=s.peer.role if s.peer else None, interval_s=mem.cluster.heartbeat_interval_s,
                digest=mem.config.digest())

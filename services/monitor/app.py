@@ -22,8 +22,8 @@ from hotstandby.model import Role
 from hotstandby.settings import NodeSettings
 from hotstandby.web import BodyLimit, admin_guard, error_responses, install_error_handlers, text_answer
 from services.monitor.cti import CtiService, NotActive
+from services.monitor.hotpath import answer, canonical
 
-COMPAT_PATHS = {"/ipscfg/admin/monitor.aspx": "/monitor", "/monitor": "/monitor"}
 # Documented, not enforced: an unknown mod is the SPEC's 400 with a message, not FastAPI's 422.
 MOD_PATTERN = r"^\s*([Nn][Oo][Nn][Ee]|[Ii][Pp][Ss][Ww][Ss]|[Ff][Tt])\s*$"
 Mod = Annotated[str, Query(description="NONE (the node serves), IPSWS (the application self-check), FT (the role); "
@@ -39,7 +39,7 @@ class CaseInsensitivePaths:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            target = COMPAT_PATHS.get(scope["path"].lower().rstrip("/") or "/")
+            target = canonical(scope["path"])
             if target:
                 scope = dict(scope, path=target, raw_path=target.encode())
         await self.app(scope, receive, send)
@@ -56,6 +56,14 @@ class MonitorContext:
     self_check: Callable[[], str | None]  # None when the application is healthy
 
 
+def probe(ctx: MonitorContext) -> Callable[[str], tuple[int, str]]:
+    """The probe's answer for a ``mod``: one implementation for the route and for hotpath.HotProbes."""
+    def reply(mod: str) -> tuple[int, str]:
+        return answer(mod, role=ctx.role, self_check=ctx.self_check)
+
+    return reply
+
+
 def create_app(ctx: MonitorContext) -> FastAPI:
     app = FastAPI(title=f"hotstandby monitor ({ctx.node.node_id})", version="0.1.0",
                   description="Health and role probes for the peer and the load balancer; CTI supervisor.")
@@ -64,19 +72,11 @@ def create_app(ctx: MonitorContext) -> FastAPI:
     install_error_handlers(app)
     admin = admin_guard(ctx.node.admin_token, lambda msg: ctx.ftlog.write("Monitor", msg))
 
-    def probe(mod: str) -> PlainTextResponse:
-        kind = mod.strip().upper()
-        if kind == "NONE":
-            return PlainTextResponse("OK")
-        if kind == "IPSWS":
-            problem = ctx.self_check()
-            if problem:
-                return PlainTextResponse(f"IPSWS=ERROR: {problem}", status_code=503)
-            return PlainTextResponse("IPSWS=OK")
-        if kind == "FT":
-            active = ctx.role() is Role.ACTIVE
-            return PlainTextResponse("ACTIVE" if active else "STANDBY", status_code=200 if active else 503)
-        return PlainTextResponse(f"unknown mod {mod[:40]!r}: use NONE, IPSWS or FT", status_code=400)
+    reply = probe(ctx)  # hotpath.HotProbes, in front of this app (node.py), answers plain GETs with it too
+
+    def probe_answer(mod: str) -> PlainTextResponse:
+        status, text = reply(mod)
+        return PlainTextResponse(text, status_code=status)
 
     # The compatibility probes answer plain text, and their status code is the signal (SPEC 3).
     probe_answers: dict[int | str, dict[str, Any]] = {
@@ -90,7 +90,7 @@ def create_app(ctx: MonitorContext) -> FastAPI:
              summary="The load balancer's and the peer's probe; path and mod match case-insensitively",
              responses=probe_answers)
     def monitor(mod: Mod = "NONE") -> PlainTextResponse:
-        return probe(mod)
+        return probe_answer(mod)
 
     # Served by the same handler (CaseInsensitivePaths routes it, in any case, to /monitor); listed so that
     # clients and fuzzers know the vendor's path too.
@@ -98,7 +98,7 @@ def create_app(ctx: MonitorContext) -> FastAPI:
              response_class=PlainTextResponse, responses=probe_answers,
              summary="The vendor's path of the same probe (existing load balancer monitors keep working)")
     def monitor_aspx(mod: Mod = "NONE") -> PlainTextResponse:
-        return probe(mod)
+        return probe_answer(mod)
 
     answers: dict[str, Any] = {"response_model_exclude_unset": True}
 

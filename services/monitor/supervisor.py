@@ -40,7 +40,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from services.monitor.procctl import PDEATHSIG_AVAILABLE, describe_exit, die_with_parent, signal_group
 
@@ -81,9 +81,9 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
         self.closed: asyncio.Future[None] = loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Called before any output is delivered, so every line can name its pid.
-        assert isinstance(transport, asyncio.SubprocessTransport)
-        self._on_connect(transport.get_pid())
+        # Called before any output is delivered, so every line can name its pid. (uvloop's transport has
+        # the interface without deriving from asyncio.SubprocessTransport.)
+        self._on_connect(cast(asyncio.SubprocessTransport, transport).get_pid())
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         buf = self._buffers.setdefault(fd, bytearray())
@@ -364,8 +364,9 @@ class CtiSupervisor:
         hhmm = hhmm.strip()
         if hhmm and not _HHMM.fullmatch(hhmm):
             raise ValueError(f"daily CTI restart time must be HH:MM (00:00-23:59), not {hhmm!r}")
-        self._daily = hhmm
-        self._daily_wake.set()
+        if hhmm != self._daily:  # the node calls this every second; wake the daily loop only for a change
+            self._daily = hhmm
+            self._daily_wake.set()
 
     async def daily_tick(self) -> bool:
         """One check of the daily restart (the loop calls it; tests may too). True if it restarted."""

@@ -16,6 +16,7 @@ from hotstandby.peerauth import (
     Verifier,
     admin_ok,
     sign,
+    sign_compact,
 )
 
 SECRET = "s3cret-peer-key"
@@ -201,3 +202,50 @@ def test_every_request_is_accepted_at_most_once(offsets: list[float], cap: int) 
 def test_admin_ok(expected: str, header: str | None, ok: bool) -> None:
     """Only ``Bearer <the token>`` is admitted, and an unset token admits nobody."""
     assert ok == admin_ok(expected, header)
+
+
+# -- the compact exchange's one header (protocol 2) ------------------------------------------------
+def compact(body: bytes = BODY, *, secret: str = SECRET, node: str = "server1", at: float = T0,
+            path: str = "/peer/hb") -> str:
+    return sign_compact(secret, "POST", path, body, node=node, now=lambda: at)
+
+
+def test_compact_signature_is_one_short_header_that_verifies() -> None:
+    """sign_compact makes "<node> <ts> <nonce> <mac>" of at most 64 characters, and verify_compact accepts it once."""
+    header = compact()
+    assert len(header) <= 64 and header.split(" ")[0] == "server1"
+    v = Verifier(SECRET, expect_node="server1", now=Clock())
+    assert v.verify_compact("POST", "/peer/hb", BODY, header) == "server1"
+    with pytest.raises(AuthError, match="replayed"):
+        v.verify_compact("POST", "/peer/hb", BODY, header)
+
+
+@pytest.mark.parametrize(("case", "why"), [
+    ("other body", "bad signature"), ("other path", "bad signature"), ("wrong secret", "bad signature"),
+    ("wrong node", "unexpected sender"), ("missing", "unsigned"), ("three parts", "unsigned"),
+    ("stale", "stale timestamp"), ("long form mac", "bad signature"),
+])
+def test_compact_signature_refusals_say_why(case: str, why: str) -> None:
+    """A compact header that does not match its request, sender, secret or time is refused with the reason."""
+    v = Verifier(SECRET, expect_node="server1", now=Clock())
+    header: str | None = compact()
+    body, path = BODY, "/peer/hb"
+    if case == "other body":
+        body = BODY + b" "
+    elif case == "other path":
+        path = "/peer/role"
+    elif case == "wrong secret":
+        header = compact(secret="other")
+    elif case == "wrong node":
+        header = compact(node="server2")
+    elif case == "missing":
+        header = None
+    elif case == "three parts":
+        header = " ".join(compact().split(" ")[:3])
+    elif case == "stale":
+        header = compact(at=T0 - WINDOW_S - 1)
+    elif case == "long form mac":  # the long form's signature in the compact header: another MAC, refused
+        h = signed(path="/peer/hb")
+        header = f"server1 {h[H_TS]} {h[H_NONCE]} {h[H_SIG]}"
+    with pytest.raises(AuthError, match=why):
+        v.verify_compact("POST", path, body, header)
