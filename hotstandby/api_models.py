@@ -209,6 +209,8 @@ class CtiState(Answer):
     devices_registered: int
     last_error: str | None
     held: bool = Field(description="stopped by an operator (/cti/stop) until /cti/start or the next promotion")
+    mode: Literal["warm"] | None = Field(default=None, description="HS_CTI_MODE=warm only (absent when cold)")
+    idle: bool | None = Field(default=None, description="warm mode: the process runs idle and unregistered")
 
 
 class CtiSnapshot(Answer):
@@ -221,9 +223,11 @@ class CtiSnapshot(Answer):
     ports_registered: int | None = None
     devices_registered: int | None = None
     last_error: str | None = None
-    desired: Literal["running", "stopped"] | None = None
+    desired: Literal["running", "stopped", "idle"] | None = None
     epoch: int | None = None
     held: bool | None = None
+    mode: Literal["warm"] | None = Field(default=None, description="HS_CTI_MODE=warm only (absent when cold)")
+    idle: bool | None = Field(default=None, description="warm mode: the process runs idle and unregistered")
 
 
 # -- status --------------------------------------------------------------------------------------------------
@@ -236,6 +240,9 @@ class ProbeChannel(Answer):
 class ExchangeChannel(Answer):
     ok: bool | None = Field(description="null before the first exchange")
     consecutive_failures: int
+    by: Literal["asking", "asked"] | None = Field(
+        default=None, description="asking: this node sent the tick's exchange; asked: the peer's ask was heard")
+    protocol: int | None = Field(default=None, description="the exchange protocol spoken with the peer (1 or 2)")
 
 
 class Channels(Answer):
@@ -368,11 +375,12 @@ class ExplainedTick(ExplainedDecision):
 
 
 class ExplainedScenario(Answer):
-    name: Literal["peer-dead", "lan-lost", "vip-to"]
+    name: Literal["peer-dead", "lan-lost", "vip-to", "switch", "stop"]
     target: NodeId | None
     assumes: str = Field(description="what is supposed, in words")
     outcome: str = Field(description="what would happen, in one sentence")
-    ticks: list[ExplainedTick]
+    ticks: list[ExplainedTick] = Field(description="peer-dead, lan-lost, vip-to: the core's ticks, one every I")
+    steps: list[str] = Field(description="switch, stop: the core's plan, step by step in words")
 
 
 class Explanation(Answer):

@@ -13,15 +13,31 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from hotstandby import rules
-from hotstandby.model import Decision, NodeState, Observation, Role, WitnessView
+from hotstandby.model import (
+    Change,
+    Commit,
+    Decision,
+    NodeState,
+    Observation,
+    Plan,
+    ReleaseKey,
+    Role,
+    StartCti,
+    Step,
+    StopCti,
+    Tell,
+    TendKey,
+    WitnessView,
+)
 from hotstandby.settings import ClusterSettings
 
-Scenario = Literal["peer-dead", "lan-lost", "vip-to"]
-SCENARIOS: tuple[str, ...] = ("peer-dead", "lan-lost", "vip-to")
+Scenario = Literal["peer-dead", "lan-lost", "vip-to", "switch", "stop"]
+SCENARIOS: tuple[str, ...] = ("peer-dead", "lan-lost", "vip-to", "switch", "stop")
+COMMANDED = ("switch", "stop")  # scenarios that are a plan of the core (rules.plan_switch, rules.plan_stop)
 
 
 @dataclass(frozen=True)
-class Step:
+class Tick:
     tick: int
     after_s: float  # from now, at one tick every I
     decision: Decision
@@ -93,17 +109,55 @@ def _lease_expired(w: WitnessView | None, peer: str, after_s: float) -> WitnessV
     return w._replace(holder=None)
 
 
+def step_words(step: Step, me: str, peer: str) -> str:
+    """One step of a plan in words, as the arbiter would carry it out."""
+    if isinstance(step, Commit):
+        d = step.decision
+        return f"{me} commits {d.state.role} at epoch {d.state.epoch} (persisted before anything follows): {d.reason}"
+    if isinstance(step, Change):
+        what = (f"{me} takes ACTIVE ({step.rule}, the witness key first when there is one)"
+                if step.role is Role.ACTIVE else f"{me} steps down to STANDBY ({step.rule})")
+        return what + ", persisted before anything follows"
+    if isinstance(step, Tell):
+        epoch = "" if step.epoch is None else f" at epoch {step.epoch}"
+        must = "; the plan stops unless it obeys" if step.refused else ""
+        return f"{peer} is told to go {step.role}{epoch} (waiting at most {step.timeout:g} s){must}"
+    if isinstance(step, StopCti):
+        return f"{me} stops its CTI server"
+    if isinstance(step, StartCti):
+        return f"{me} starts its CTI server (if still ACTIVE)"
+    if isinstance(step, ReleaseKey):
+        return f"{me} releases the witness key (if it holds it)"
+    if isinstance(step, TendKey):
+        return f"{me} tends the witness key"
+    return str(step)
+
+
+def commanded(name: str, target: str | None, obs: Observation, cfg: ClusterSettings,
+              state: NodeState) -> tuple[Plan, str]:
+    """The plan the core would make for an operator's switch to ``target`` (not forced) or a SIGTERM now."""
+    if name == "stop":
+        return rules.plan_stop(state, cfg), f"{state.node_id} gets SIGTERM now (a graceful stop, R10)"
+    if target not in ("server1", "server2"):
+        raise ValueError("switch: target must be server1 or server2")
+    unfit = ("its LAN check fails" if obs.lan_ok is False else
+             f"it cannot persist its role ({obs.store_problem})" if obs.store_problem else None)
+    plan = rules.plan_switch(state, target, cfg, force=False, who="an operator", unfit=unfit, view=obs.peer,
+                             probe=None if obs.probe_ok else "its monitor probe failed on the last tick")
+    return plan, f"an operator asks for a switch to {target} now (R7, not forced)"
+
+
 def play(state: NodeState, obs: Observation, cfg: ClusterSettings, *, peer_dies: bool = False,
-         most: int | None = None) -> list[Step]:
+         most: int | None = None) -> list[Tick]:
     """Ticks of the pure core on ``obs`` from ``state``, until the role changes (or ``most`` ticks: enough for
     any counted rule, N + 2 by default)."""
     n = most if most is not None else cfg.failures_to_switch + 2
-    steps: list[Step] = []
+    steps: list[Tick] = []
     for k in range(1, n + 1):
         after = k * cfg.heartbeat_interval_s
         seen = obs._replace(witness=_lease_expired(obs.witness, state.peer_id, after)) if peer_dies else obs
         d = rules.decide(state, seen, cfg)
-        steps.append(Step(k, after, d))
+        steps.append(Tick(k, after, d))
         if d.switched or d.state.role is not state.role:
             break
         state = d.state
@@ -129,6 +183,16 @@ def explain(state: NodeState, obs: Observation | None, cfg: ClusterSettings, *, 
     out["next_tick"] = decision_json(rules.decide(state, obs, cfg))
     if scenario is None:
         return out
+    if scenario in COMMANDED:
+        plan, assumes = commanded(scenario, target, obs, cfg, state)
+        me, peer = state.node_id, state.peer_id
+        words = [step_words(st, me, peer) for st in plan.steps]
+        if plan.rollback:
+            words.append("if that fails: " + "; ".join(step_words(st, me, peer) for st in plan.rollback))
+        outcome = f"refused: {plan.reason}" if plan.refused else plan.reason
+        out["scenario"] = {"name": scenario, "target": target, "assumes": assumes, "outcome": outcome,
+                           "ticks": [], "steps": words}
+        return out
     seen, assumes = hypothetical(scenario, target, obs, cfg, state)
     steps = play(state, seen, cfg, peer_dies=scenario == "peer-dead")
     last = steps[-1].decision
@@ -139,7 +203,7 @@ def explain(state: NodeState, obs: Observation | None, cfg: ClusterSettings, *, 
         outcome = f"{state.node_id} stays {state.role} (nothing fires within {len(steps)} ticks)"
         if state.role is Role.ACTIVE and scenario == "peer-dead":
             outcome += f"; {state.peer_id} is lost to it, and its status shows Error after N failed probes"
-    out["scenario"] = {"name": scenario, "target": target, "assumes": assumes, "outcome": outcome,
+    out["scenario"] = {"name": scenario, "target": target, "assumes": assumes, "outcome": outcome, "steps": [],
                        "ticks": [{"tick": s.tick, "after_s": round(s.after_s, 3)} | decision_json(s.decision)
                                  for s in steps]}
     return out

@@ -26,6 +26,11 @@ PEER_SCHEME = APIKeyHeader(name=H_SIG, scheme_name="peerSignature", auto_error=F
     "timestamp, nonce and body, sent as X-HS-Signature with X-HS-Node, X-HS-Timestamp and X-HS-Nonce "
     "(hotstandby.peerauth). Replays and forgeries are refused with 401."))
 
+PEER_COMPACT_SCHEME = APIKeyHeader(name="x-hs", scheme_name="peerCompactSignature", auto_error=False, description=(
+    "The compact exchange (POST /peer/hb) only: '<node> <timestamp> <nonce> <HMAC-SHA256 of the request with "
+    "HS_PEER_SECRET, 128 bits, base64url>' in one header (hotstandby.peerauth.sign_compact). Replays and "
+    "forgeries are refused with 401."))
+
 
 class ErrorBody(BaseModel):
     """Every refusal but 422: ``{"detail": "why"}``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from email.utils import formatdate
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security
@@ -37,6 +38,7 @@ from hotstandby.rules import StaleCommand
 from hotstandby.settings import SettingsError
 from hotstandby.store import StoreError
 from hotstandby.web import (
+    PEER_COMPACT_SCHEME,
     PEER_SCHEME,
     BodyLimit,
     add_schemas,
@@ -65,7 +67,7 @@ _AS_BUILT: dict[str, Any] = {"response_model_exclude_unset": True}
 
 _BEAT_ANSWER: dict[int | str, dict[str, Any]] = {200: {
     "description": "the answering node's word about itself (t = [t2, t3])",
-    "content": {"application/json": {"schema": wire.SCHEMA}}}}
+    "content": {"application/json": {"schema": schema_ref("Beat")}}}}
 
 
 def _who(request: Request) -> str:
@@ -82,7 +84,8 @@ def create_app(arbiter: Arbiter) -> FastAPI:
                   description="Heartbeats with the peer, decides the ACTIVE node, holds the cluster settings.")
     app.add_middleware(BodyLimit, max_bytes=64 * 1024)
     install_error_handlers(app)
-    add_schemas(app, {"SettingsPatch": settings_patch_schema(), "LogEntry": LogEntry.model_json_schema()})
+    add_schemas(app, {"SettingsPatch": settings_patch_schema(), "LogEntry": LogEntry.model_json_schema(),
+                      "Beat": wire.SCHEMA})
     admin = admin_guard(node.admin_token, lambda msg: _refused(arbiter, "admin", msg))
     install_console(app, arbiter, admin, _who)  # GET /, its files, POST /cti/restart, CORS on open reads
 
@@ -191,14 +194,14 @@ def create_app(arbiter: Arbiter) -> FastAPI:
 
     @app.get("/explain", tags=["status"], operation_id="explain", response_model=Explanation,
              responses=error_responses(422))
-    def explain(scenario: Annotated[Literal["peer-dead", "lan-lost", "vip-to"] | None, Query(
+    def explain(scenario: Annotated[Literal["peer-dead", "lan-lost", "vip-to", "switch", "stop"] | None, Query(
                     description="what to suppose from the next tick on")] = None,
                 target: Annotated[Literal["server1", "server2"] | None, Query(
-                    description="the node, for vip-to")] = None) -> dict[str, Any]:
+                    description="the node, for vip-to and switch")] = None) -> dict[str, Any]:
         """What the core would decide on the next tick and why, from this node's last observation; with a
         scenario, tick by tick what would happen then. Computed by the same pure rules; changes nothing."""
-        if scenario == "vip-to" and target is None:
-            raise RequestValidationError([{"loc": ("query", "target"), "msg": "vip-to needs a target",
+        if scenario in ("vip-to", "switch") and target is None:
+            raise RequestValidationError([{"loc": ("query", "target"), "msg": f"{scenario} needs a target",
                                            "type": "value_error"}])
         seen = arbiter.last_observation
         return explain_pair(arbiter.state, seen[0] if seen else None, arbiter.cluster, scenario=scenario,
@@ -228,7 +231,10 @@ def create_app(arbiter: Arbiter) -> FastAPI:
         return {"node_id": state.node_id, "role": state.role.value, "epoch": state.epoch}
 
     @peer.get("/config", operation_id="getPeerConfig", response_model=PeerConfig, **_AS_BUILT)
-    def peer_config(digest: str = "") -> dict[str, Any]:
+    def peer_config(response: Response, digest: str = "") -> dict[str, Any]:
+        # The one answer with a Date header (the servers send none: bytes on every exchange); `hotstandby
+        # check` reads the peer's clock from it.
+        response.headers["date"] = formatdate(usegmt=True)
         if digest == arbiter.config.digest():
             return {"settings": {}, "digest": digest}
         return arbiter.config.as_json()
@@ -240,13 +246,11 @@ def create_app(arbiter: Arbiter) -> FastAPI:
     beats = app.state.beats = BeatEndpoint(arbiter.on_beat, verifier, lambda msg: _refused(arbiter, "peer", msg))
 
     @app.post(wire.PATH, tags=["peer"], operation_id="peerBeat", response_class=Response,
+              dependencies=[Security(PEER_COMPACT_SCHEME)],  # declares the scheme; BeatEndpoint checks it
               summary="The state exchange in its compact form (protocol 2); the answer has the ask's shape",
               responses=_BEAT_ANSWER | error_responses(401, 413, 422),
               openapi_extra={
-                  "requestBody": {"required": True, "content": {"application/json": {"schema": wire.SCHEMA}}},
-                  "parameters": [{"name": "x-hs", "in": "header", "required": True, "schema": {"type": "string"},
-                                  "description": "<node> <timestamp> <nonce> <HMAC-SHA256 of the request, "
-                                                 "128 bits, base64url> (hotstandby.peerauth.sign_compact)"}]})
+                  "requestBody": {"required": True, "content": {"application/json": {"schema": schema_ref("Beat")}}}})
     async def beat(request: Request) -> Response:
         host = request.client.host if request.client else "?"
         status, body = await beats.reply(await request.body(), request.headers.get("x-hs"), host)

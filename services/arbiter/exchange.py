@@ -12,6 +12,7 @@ monitor serves in the same process also vouches for that monitor (R2).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class Exchange:
         self._compact_refused_at: float | None = None
         self._ask: Asked | None = None  # the peer's latest ask
         self._peer_since: float | None = None
+        self._pulling: asyncio.Task[list[str]] | None = None  # a pull started while answering an ask
 
     # -- what we tell the peer ------------------------------------------------------------------
     def can_be_active(self) -> bool:
@@ -224,7 +226,7 @@ class Exchange:
         # takes us for an earlier release); a body without "protocol" is an earlier release's.
         self._peer_speaks(_protocol_of(body))
         if body["digest"] != mem.config.digest():
-            await self.pull_config()
+            self._pull_soon()
         return self.view() | {"t2": t2, "t3": mem.wall()}
 
     async def on_beat(self, raw: bytes) -> bytes:
@@ -244,8 +246,15 @@ class Exchange:
         self._asked(_view(b), b.serves, b.app_ok)
         self._peer_speaks(wire.PROTOCOL)
         if b.digest != mem.config.digest():
-            await self.pull_config()
+            self._pull_soon()
         return wire.encode(self.beat((t2, mem.wall())))
+
+    def _pull_soon(self) -> None:
+        """The peer's settings differ: pull them, but never before answering its ask. The asker waits at most
+        T for the answer, and a pull is a second round trip: on a slow link (0.8·T each way) waiting for it
+        would turn every settings change into failed exchanges, and with the exchange deciding R2, a switch."""
+        if self._pulling is None or self._pulling.done():
+            self._pulling = asyncio.get_running_loop().create_task(self.pull_config())
 
     def _role_since(self, since: float | None) -> None:
         """The peer's role_since for status, in ISO form (formatted when it changes, not every exchange)."""
@@ -326,8 +335,14 @@ class Exchange:
         changed = mem.config.put(patch, origin=mem.node.node_id)
         if changed:
             self._settings_changed(changed, who)
-        # Push at once: the peer pulls in its half of the exchange and answers with its new digest.
-        pushed = await self.exchange_full(mem.cluster)
+        # Push at once: the exchange shows the peer our digest, and it pulls as soon as it has answered. It
+        # holds the change when an answer carries our digest: asked again (a bounded wait, T at most) until then.
+        cfg = mem.cluster
+        deadline = mem.clock() + cfg.heartbeat_timeout_s
+        pushed = await self.exchange_full(cfg)
+        while pushed.view is not None and pushed.digest != mem.config.digest() and mem.clock() < deadline:
+            await asyncio.sleep(min(0.05, cfg.heartbeat_timeout_s / 10))
+            pushed = await self.exchange_full(cfg)
         return changed, pushed.digest == mem.config.digest()
 
     def _settings_changed(self, names: list[str], source: str) -> None:

@@ -424,9 +424,12 @@ class CtiSupervisor:
     def _tell(self, child: _Child, line: str) -> bool:
         """Write one order to a warm child's stdin; False when it cannot take it (gone, pipe closed)."""
         pipe = child.transport.get_pipe_transport(0) if child.transport is not None else None
-        if not isinstance(pipe, asyncio.WriteTransport) or pipe.is_closing():
+        # Duck-typed: uvloop's pipe transports (the node runs on uvloop when installed) are not
+        # asyncio.WriteTransport subclasses.
+        write = getattr(pipe, "write", None)
+        if pipe is None or write is None or pipe.is_closing():
             return False
-        pipe.write(f"{line}\n".encode())
+        write(f"{line}\n".encode())
         return True
 
     def _activate(self, child: _Child) -> None:

@@ -86,3 +86,34 @@ def test_nothing_observed_yet() -> None:
     """Before the first tick there is no observation: explain says so and decides nothing."""
     out = explain(standby(), None, CFG, scenario="peer-dead")
     assert out["next_tick"]["reason"].startswith("no tick completed yet") and out["scenario"] is None
+
+
+def test_switch_from_the_active_is_the_cores_plan_in_words_with_its_rollback() -> None:
+    """--switch server2 asked of the ACTIVE server1: R7's plan (step down, stop CTI, release the key, tell
+    server2 ACTIVE) and the rollback that takes ACTIVE back when server2 does not take it."""
+    sc = explain(active(), healthy("server2", Role.STANDBY), CFG, scenario="switch", target="server2")["scenario"]
+    assert (sc["name"], sc["target"], sc["ticks"]) == ("switch", "server2", [])
+    steps = sc["steps"]
+    assert steps[0].startswith("server1 commits STANDBY at epoch 7")
+    assert "server1 stops its CTI server" in steps
+    told = [i for i, s in enumerate(steps) if s.startswith("server2 is told to go ACTIVE")]
+    assert told and told[0] > steps.index("server1 stops its CTI server")  # CTI down before the peer is asked
+    assert steps[-1].startswith("if that fails: server1 takes ACTIVE (R7")
+    assert "R7" in sc["outcome"] and not sc["outcome"].startswith("refused")
+
+
+def test_switch_to_an_unreachable_peer_and_stop_of_a_standby_change_nothing() -> None:
+    """The refusals and no-ops are the core's own: a switch to a peer whose probe failed is refused with the
+    409's reason; SIGTERM of a STANDBY does nothing to the pair."""
+    obs = Observation(probe_ok=False, peer=None, lan_ok=True)
+    sc = explain(active(), obs, CFG, scenario="switch", target="server2")["scenario"]
+    assert sc["outcome"].startswith("refused: target server2 is unreachable or unhealthy") and sc["steps"] == []
+    sc = explain(standby(), healthy("server1", Role.ACTIVE), CFG, scenario="stop")["scenario"]
+    assert (sc["outcome"], sc["steps"]) == ("no action: server2 stops as STANDBY", [])
+
+
+def test_stop_of_the_active_hands_over_to_a_healthy_peer() -> None:
+    """SIGTERM of the ACTIVE with a healthy peer: R10 steps down, stops CTI and tells the peer ACTIVE."""
+    sc = explain(active(), healthy("server2", Role.STANDBY), CFG, scenario="stop")["scenario"]
+    assert "handing ACTIVE to server2" in sc["outcome"]
+    assert any(s.startswith("server2 is told to go ACTIVE") for s in sc["steps"])

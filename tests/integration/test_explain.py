@@ -24,8 +24,9 @@ def snapshot(pair: Pair) -> dict[str, Any]:
 
 
 def test_explain_changes_nothing_and_its_prediction_comes_true(started: Pair) -> None:
-    """Every form of explain on both nodes leaves roles, epochs, settings and logs as they were; server2's
-    --peer-dead says R1 makes it ACTIVE in the next epoch after N ticks, and killing server1 does just that."""
+    """Every form of explain (--peer-dead, --lan-lost, --vip-to, --switch, --stop) on both nodes leaves roles,
+    epochs, settings and logs as they were; server2's --peer-dead says R1 makes it ACTIVE in the next epoch
+    after N ticks, and killing server1 does just that."""
     pair = started
     pair.settle("server1")
     before = snapshot(pair)
@@ -53,6 +54,13 @@ def test_explain_changes_nothing_and_its_prediction_comes_true(started: Pair) ->
     assert "then: server1 stays ACTIVE" in ours.stdout
     bad = pair.cli("explain", "--vip-to", "server3", url_node="server1")
     assert bad.returncode == 2 and "server1 or server2" in bad.stderr
+    switch = pair.cli("explain", "--switch", "server2", url_node="server1")
+    assert switch.returncode == 0, switch.stderr
+    assert "server2 is told to go ACTIVE" in switch.stdout and "if that fails: server1 takes ACTIVE" in switch.stdout
+    stop = pair.cli("explain", "--stop", "--json", url_node="server1")
+    assert "handing ACTIVE to server2" in json.loads(stop.stdout)["scenario"]["outcome"]
+    idle = pair.cli("explain", "--stop", url_node="server2")
+    assert "then: no action: server2 stops as STANDBY" in idle.stdout
     two = pair.cli("explain", "--peer-dead", "--lan-lost")
     assert two.returncode == 2
     api = pair.http.get(pair.arbiter_url("server1") + "/explain", params={"scenario": "vip-to"})

@@ -18,7 +18,7 @@ from typing import Any
 import requests
 import schemathesis
 
-from hotstandby.peerauth import H_SIG, sign
+from hotstandby.peerauth import H_SIG, sign, sign_compact
 
 
 class PeerSignature(requests.auth.AuthBase):
@@ -28,7 +28,10 @@ class PeerSignature(requests.auth.AuthBase):
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         body = r.body or b""
         body = body.encode() if isinstance(body, str) else body
-        r.headers.update(sign(self.secret, r.method or "GET", r.path_url, body, node=self.node))
+        if r.path_url.split("?")[0] == "/peer/hb":  # the compact exchange: its one-header form
+            r.headers["x-hs"] = sign_compact(self.secret, r.method or "POST", r.path_url, body, node=self.node)
+        else:
+            r.headers.update(sign(self.secret, r.method or "GET", r.path_url, body, node=self.node))
         return r
 
 
@@ -43,8 +46,9 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
             if isinstance(value, int | float) and not isinstance(value, bool) and value > MAX_TIMING_S:
                 case.body[name] = MAX_TIMING_S
     secret, node = os.environ.get("HS_FUZZ_PEER_SECRET"), os.environ.get("HS_FUZZ_PEER_NODE")
-    # The peerSignature scheme is an X-HS-Signature header: schemathesis puts a placeholder there, which is
-    # replaced by a real signature; a case without it (the "missing header" scenarios) goes out unsigned.
-    signed = any(name.lower() == H_SIG for name in (case.headers or {}))
+    # The peerSignature scheme is an X-HS-Signature header (peerCompactSignature: x-hs): schemathesis puts a
+    # placeholder there, which is replaced by a real signature; a case without it (the "missing header"
+    # scenarios) goes out unsigned.
+    signed = any(name.lower() in (H_SIG, "x-hs") for name in (case.headers or {}))
     if secret and node and case.path.startswith("/peer/") and signed:
         kwargs["auth"] = PeerSignature(secret, node)

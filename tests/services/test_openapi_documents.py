@@ -86,7 +86,8 @@ def test_every_success_answer_is_typed(documents: dict[str, dict[str, Any]], ser
 @pytest.mark.parametrize("service", SERVICES)
 def test_commands_declare_the_admin_bearer_and_peer_calls_the_signature(documents: dict[str, dict[str, Any]],
                                                                          service: str) -> None:
-    """Commands need the adminToken bearer scheme, /peer/* the peerSignature scheme; reads need nothing."""
+    """Commands need the adminToken bearer scheme, /peer/* the peerSignature scheme (the compact exchange its
+    one-header form); reads need nothing."""
     doc = documents[service]
     schemes = doc["components"]["securitySchemes"]
     assert schemes["adminToken"] | {"description": ""} == {"type": "http", "scheme": "bearer", "description": ""}
@@ -95,8 +96,10 @@ def test_commands_declare_the_admin_bearer_and_peer_calls_the_signature(document
     expected = {op_id: ["adminToken"] for op_id in COMMANDS[service]}
     if service == "arbiter":
         assert (schemes["peerSignature"]["type"], schemes["peerSignature"]["in"]) == ("apiKey", "header")
-        expected |= {op["operationId"]: ["peerSignature"] for _, path, op in operations(doc)
-                     if path.startswith("/peer/")}
+        assert (schemes["peerCompactSignature"]["type"], schemes["peerCompactSignature"]["in"]) == ("apiKey",
+                                                                                                    "header")
+        expected |= {op["operationId"]: ["peerCompactSignature" if path == "/peer/hb" else "peerSignature"]
+                     for _, path, op in operations(doc) if path.startswith("/peer/")}
     assert {k: v for k, v in needs.items() if v} == expected
 
 
