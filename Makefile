@@ -102,6 +102,7 @@ chaos: venv
 nemesis: venv
 	$(call packages,nemesis)
 	$(PY) -m lab.nemesis --minutes $(NEMESIS_MINUTES) --results $(NEMESIS_ARGS)
+	$(PY) -m bench.readme  # the README's nemesis table from bench/results/nemesis/
 
 bench: venv
 	$(call packages,bench)

@@ -181,8 +181,19 @@ def issue15(results: Path) -> str:
                       before_after(before or {}, after)])
 
 
+def nemesis(results: Path) -> str:
+    """``make nemesis``'s published summary (lab/nemesis/cli.py --results), as it wrote it, and its charts."""
+    summary = results / "nemesis" / "summary.md"
+    if not summary.exists():
+        return "_No results file yet: `bench/results/nemesis/summary.md` is missing, so there are no figures here._"
+    charts = sorted((results / "nemesis").glob("timeline-*.png"))
+    links = [f"![nemesis timeline, {c.stem.removeprefix('timeline-')}](bench/results/nemesis/{c.name})" for c in charts]
+    return "\n".join([summary.read_text().rstrip(), "", *links])
+
+
 SECTIONS: dict[str, Callable[[Path], str]] = {"demo": demo, "hold": hold, "sim": sim, "chaos": chaos,
-                                               "witness": witness, "bench": bench, "issue15": issue15}
+                                               "witness": witness, "bench": bench, "issue15": issue15,
+                                               "nemesis": nemesis}
 
 
 def render(text: str, results: Path = RESULTS) -> str:

@@ -33,7 +33,12 @@ class Lease:
         """Keep our lease alive every tick and read the key; log and count when the witness is lost or found."""
         if self.witness is None or not cfg.enabled:
             return None
-        async with self._renewing:  # one at a time: the tick's and keep_alive's
+        if self._renewing.locked():
+            # One at a time, and never waited for: the renewal in flight (keep_alive's, or the tick's) reports
+            # for both. A tick that queued behind it took 2·T with the witness cut, its decision as late, and an
+            # ACTIVE cut from its peer and etcd stepped down (R12) at 3 s instead of L − I (lab, L = 2, I = 0.5).
+            return None
+        async with self._renewing:
             self.last_sent = self.mem.clock()
             was = self.witness.last()
             report = await self.witness.renew(lease_ttl_request(cfg.failures_to_switch, cfg.heartbeat_interval_s),
@@ -51,6 +56,8 @@ class Lease:
             due = (self.last_sent if self.last_sent is not None else now) + cfg.heartbeat_interval_s
             if due > now:
                 await asyncio.sleep(due - now)
+            elif self._renewing.locked():  # the tick's renewal is in flight, and late: look again shortly
+                await asyncio.sleep(cfg.heartbeat_interval_s / 10)
             elif self.on():
                 await self.renew(cfg)
             else:
