@@ -18,6 +18,8 @@ The parts, one module each (``services/arbiter/``):
     settings_sync.py  SettingsSync: the settings' digest as the peer holds it, the pull (SPEC 5)
     lease.py          Lease: the witness's lease keeping and key (SPEC 12)
     status.py         GET /status and the gauges
+    Beside them: config.py (the settings as stored), journal.py (history, hook events), probes.py (LAN, VIP),
+    lbclient.py (load balancers); app.py, console.py, peer_api.py, hotpath.py (HTTP); peer.py, lane.py (client)
 
 Every role change, automatic or commanded, is a plan made by the pure core (``hotstandby.rules``)
 and carried out by ``Roles`` under one lock, so a role is always durable before CTI starts or
