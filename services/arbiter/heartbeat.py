@@ -80,7 +80,7 @@ class Arbiter:
         maint_version = (rec.maintenance_at, rec.maintenance_origin) if rec else (Timestamp(0), "")
         # A restarted node never comes back ACTIVE on the strength of its stored role (SPEC 4).
         state = rules.restart_state(node.node_id, rec.epoch if rec else 0, rec.maintenance if rec else False)
-        store.save_node(node_id=node.node_id, role=Role.STANDBY, epoch=state.epoch, cause=Cause.START)
+        store.save_node(node_id=node.node_id, role=state.role, epoch=state.epoch, cause=state.cause)
         journal = Journal(node.node_id, store, hooks)
         journal.restarted(rec.role if rec else "", state, wall())
         self.mem = Memory(node=node, config=config, ftlog=ftlog, metrics=metrics, state=state, clock=clock, wall=wall,
