@@ -113,7 +113,7 @@ def _http_protocol() -> Any:
 
 
 def _server(app: Any, node: NodeSettings, port: int) -> _Server:
-    """Keep-alive 120 s: the peer's probe connections stay open between ticks (peer.KEEPALIVE_S)."""
+    """Keep-alive 120 s: the peer's probe connections stay open between ticks (lane.KEEPALIVE_S)."""
     ssl: dict[str, Any] = {}
     if node.tls:
         ssl = {"ssl_certfile": node.tls_cert_file, "ssl_keyfile": node.tls_key_file}

@@ -1,13 +1,13 @@
-"""The arbiter's HTTP API (SPEC section 3): open reads, admin commands, signed peer calls."""
+"""The arbiter's HTTP API (SPEC section 3): open reads and admin commands here; the console's routes in
+services/arbiter/console.py, the signed peer calls in services/arbiter/peer_api.py."""
 
 from __future__ import annotations
 
 import json
 from datetime import date
-from email.utils import formatdate
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,29 +17,20 @@ from hotstandby.api_models import (
     ConfigDocument,
     Explanation,
     Health,
-    Heartbeat,
-    HeartbeatAnswer,
     HistoryItem,
     LogDays,
     LogEntry,
     MaintenanceAnswer,
     MaintenanceRequest,
-    PeerConfig,
-    RoleAnswer,
-    RoleCommand,
     Status,
     SwitchAnswer,
     SwitchRequest,
     settings_patch_schema,
 )
 from hotstandby.explain import explain as explain_pair
-from hotstandby.peerauth import AuthError, Verifier
-from hotstandby.rules import StaleCommand
 from hotstandby.settings import SettingsError
 from hotstandby.store import StoreError
 from hotstandby.web import (
-    PEER_COMPACT_SCHEME,
-    PEER_SCHEME,
     BodyLimit,
     add_schemas,
     admin_guard,
@@ -51,7 +42,7 @@ from hotstandby.web import (
 from services.arbiter import wire
 from services.arbiter.console import install_console
 from services.arbiter.heartbeat import Arbiter, SwitchRefused
-from services.arbiter.hotpath import BeatEndpoint
+from services.arbiter.peer_api import install_peer_api
 from services.arbiter.status import iso
 
 _LOG_ANSWER: dict[str, Any] = {
@@ -65,11 +56,6 @@ _LOG_ANSWER: dict[str, Any] = {
 _AS_BUILT: dict[str, Any] = {"response_model_exclude_unset": True}
 
 
-_BEAT_ANSWER: dict[int | str, dict[str, Any]] = {200: {
-    "description": "the answering node's word about itself (t = [t2, t3])",
-    "content": {"application/json": {"schema": schema_ref("Beat")}}}}
-
-
 def _who(request: Request) -> str:
     agent = request.headers.get("user-agent", "")
     tool = "CLI" if agent.startswith("hotstandby-cli") else "console" if "Mozilla" in agent else "API"
@@ -79,7 +65,6 @@ def _who(request: Request) -> str:
 
 def create_app(arbiter: Arbiter) -> FastAPI:
     node = arbiter.node
-    verifier = Verifier(node.peer_secret, expect_node=node.peer_id)
     app = FastAPI(title=f"hotstandby arbiter ({node.node_id})", version="0.1.0",
                   description="Heartbeats with the peer, decides the ACTIVE node, holds the cluster settings.")
     app.add_middleware(BodyLimit, max_bytes=64 * 1024)
@@ -88,16 +73,6 @@ def create_app(arbiter: Arbiter) -> FastAPI:
                       "Beat": wire.SCHEMA})
     admin = admin_guard(node.admin_token, lambda msg: _refused(arbiter, "admin", msg))
     install_console(app, arbiter, admin, _who)  # GET /, its files, POST /cti/restart, CORS on open reads
-
-    async def peer_auth(request: Request, _: Annotated[str | None, Security(PEER_SCHEME)]) -> None:
-        body = await request.body()
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        try:
-            verifier.verify(request.method, path, body, request.headers)
-        except AuthError as exc:
-            host = request.client.host if request.client else "?"
-            _refused(arbiter, "peer", f"peer call refused: {request.method} {request.url.path} from {host}: {exc}")
-            raise HTTPException(401, f"peer authentication failed: {exc}") from None
 
     @app.get("/healthz", tags=["health"], operation_id="getHealth", response_model=Health, **_AS_BUILT,
              responses={503: {"model": Health, "description": "the heartbeat loop is late or hung, or the role "
@@ -211,51 +186,7 @@ def create_app(arbiter: Arbiter) -> FastAPI:
     def log_days() -> list[str]:
         return arbiter.ftlog.days()
 
-    peer = APIRouter(prefix="/peer", tags=["peer"], dependencies=[Depends(peer_auth)],
-                     responses=error_responses(400, 401, 413))
-
-    @peer.post("/heartbeat", operation_id="peerHeartbeat", response_model=HeartbeatAnswer, **_AS_BUILT)
-    async def heartbeat(body: Heartbeat) -> dict[str, Any]:
-        try:
-            return await arbiter.on_heartbeat(body.model_dump())
-        except ValueError as exc:  # e.g. a timestamp of the right shape but no real date
-            raise RequestValidationError([{"loc": ("body",), "msg": str(exc), "type": "value_error"}]) from None
-
-    @peer.post("/role", operation_id="peerRole", response_model=RoleAnswer, **_AS_BUILT,
-               responses=error_responses(409))
-    async def role(cmd: RoleCommand) -> dict[str, Any]:
-        try:
-            state = await arbiter.on_role_command(cmd.role, cmd.epoch, cmd.cause, cmd.reason)
-        except StaleCommand as exc:
-            raise HTTPException(409, str(exc)) from None
-        return {"node_id": state.node_id, "role": state.role.value, "epoch": state.epoch}
-
-    @peer.get("/config", operation_id="getPeerConfig", response_model=PeerConfig, **_AS_BUILT)
-    def peer_config(response: Response, digest: str = "") -> dict[str, Any]:
-        # The one answer with a Date header (the servers send none: bytes on every exchange); `hotstandby
-        # check` reads the peer's clock from it.
-        response.headers["date"] = formatdate(usegmt=True)
-        if digest == arbiter.config.digest():
-            return {"settings": {}, "digest": digest}
-        return arbiter.config.as_json()
-
-    app.include_router(peer)
-
-    # The compact exchange (protocol 2): signed in one header, not by the peer router's dependency.
-    # hotpath.HotBeats, in front of this app (node.py), answers it through the same BeatEndpoint.
-    beats = app.state.beats = BeatEndpoint(arbiter.on_beat, verifier, lambda msg: _refused(arbiter, "peer", msg))
-
-    @app.post(wire.PATH, tags=["peer"], operation_id="peerBeat", response_class=Response,
-              dependencies=[Security(PEER_COMPACT_SCHEME)],  # declares the scheme; BeatEndpoint checks it
-              summary="The state exchange in its compact form (protocol 2); the answer has the ask's shape",
-              responses=_BEAT_ANSWER | error_responses(401, 413, 422),
-              openapi_extra={
-                  "requestBody": {"required": True, "content": {"application/json": {"schema": schema_ref("Beat")}}}})
-    async def beat(request: Request) -> Response:
-        host = request.client.host if request.client else "?"
-        status, body = await beats.reply(await request.body(), request.headers.get("x-hs"), host)
-        return Response(body, status_code=status, media_type="application/json")
-
+    install_peer_api(app, arbiter, lambda msg: _refused(arbiter, "peer", msg))  # /peer/*, signed
     return app
 
 

@@ -15,6 +15,7 @@ from services.arbiter.exchange import Exchange
 from services.arbiter.memory import Memory
 from services.arbiter.peer import PeerClient
 from services.arbiter.roles import CtiControl, Roles
+from services.arbiter.selfview import SelfView
 
 log = logging.getLogger("hotstandby.arbiter")
 
@@ -24,8 +25,9 @@ class SwitchRefused(Exception):
 
 
 class Commands:
-    def __init__(self, mem: Memory, *, roles: Roles, exchange: Exchange, peer: PeerClient, cti: CtiControl) -> None:
-        self.mem, self.roles, self.exchange, self.peer, self.cti = mem, roles, exchange, peer, cti
+    def __init__(self, mem: Memory, *, roles: Roles, exchange: Exchange, me: SelfView, peer: PeerClient,
+                 cti: CtiControl) -> None:
+        self.mem, self.roles, self.exchange, self.me, self.peer, self.cti = mem, roles, exchange, me, peer, cti
 
     async def on_role_command(self, role: Role, epoch: int, cause: Cause, reason: str) -> NodeState:
         """``POST /peer/role``: obey the peer, or raise ``rules.StaleCommand`` (409) with the reason."""
@@ -33,7 +35,7 @@ class Commands:
         async with mem.lock:
             plan = rules.plan_role_command(mem.state, role, epoch, mem.cluster, cause=cause,
                                            why=f"{reason} (asked by {mem.node.peer_id})",
-                                           can_be_active=self.exchange.can_be_active())
+                                           can_be_active=self.me.can_be_active())
             out = await self.roles.carry_out(plan)
             if out.refused:
                 raise rules.StaleCommand(out.reason)
@@ -46,7 +48,7 @@ class Commands:
             mem.say(f"Manual switch to {target} requested by {who}{' (force)' if force else ''}")
             cfg = mem.cluster
             if target == mem.node.node_id:
-                unfit = None if self.exchange.can_be_active() else (
+                unfit = None if self.me.can_be_active() else (
                     mem.store_problem or "its LAN check fails or hot standby is disabled")
                 # The peer's epoch as of now: a STANDBY command below it would be refused as stale.
                 view = await self.exchange.exchange(cfg) if unfit is None else None

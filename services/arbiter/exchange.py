@@ -1,33 +1,33 @@
 """The state exchange with the peer arbiter (both directions in one call), and what rides on it: the
-clock skew, the maintenance flag (R11) and the cluster settings' digest (SPEC 5).
+clock skew, the peer's word on the maintenance flag (R11, services/arbiter/maintenance.py) and on the
+settings' digest (SPEC 5, services/arbiter/settings_sync.py).
 
 Two protocols. 2, the compact one (``POST /peer/hb``, services/arbiter/wire.py), is what this release
-speaks; 1, the long JSON of ``POST /peer/heartbeat`` (``view()``), is what earlier releases speak, and
-this one still answers it and falls back to it when a peer answers 404 to the compact ask: a pair
-keeps working while its nodes are upgraded one at a time. ``exchange_full()`` is our half, the
-``on_*`` methods the peer's. The peer's latest ask is kept (``last_ask``) for the tick: the ACTIVE
-counts being asked as its heartbeat (services/arbiter/hearing.py). An answer from a node whose
-monitor serves in the same process also vouches for that monitor (R2).
+speaks; 1, the long JSON of ``POST /peer/heartbeat``, is what earlier releases speak, and this one still
+answers it and falls back to it when a peer answers 404 to the compact ask: a pair keeps working while
+its nodes are upgraded one at a time. What we say about ourselves in either is services/arbiter/selfview.py.
+``exchange_full()`` is our half, the ``on_*`` methods the peer's. The peer's latest ask is kept
+(``last_ask``) for the tick: the ACTIVE counts being asked as its heartbeat (services/arbiter/hearing.py).
+An answer from a node whose monitor serves in the same process also vouches for that monitor (R2).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from hotstandby.hlc import HybridClock, Timestamp
-from hotstandby.model import PeerView, Role
+from hotstandby.model import PeerView
 from hotstandby.settings import ClusterSettings
-from hotstandby.store import Store, StoreError
-from services.arbiter import wire
-from services.arbiter.lease import Lease
+from services.arbiter import longform, wire
+from services.arbiter.maintenance import Maintenance
 from services.arbiter.memory import Memory
 from services.arbiter.peer import CallResult, PeerClient
-from services.arbiter.roles import CtiControl
-from services.arbiter.status import iso, update_gauges
+from services.arbiter.selfview import SelfView
+from services.arbiter.settings_sync import SettingsSync
+from services.arbiter.status import iso
 
 log = logging.getLogger("hotstandby.arbiter")
 
@@ -53,61 +53,18 @@ class Asked:
 
 
 class Exchange:
-    def __init__(self, mem: Memory, *, peer: PeerClient, hlc: HybridClock, store: Store, cti: CtiControl,
-                 lease: Lease, wake: Callable[[], None], maint_version: tuple[Timestamp, str]) -> None:
-        self.mem, self.peer, self.hlc, self.store, self.cti, self.lease = mem, peer, hlc, store, cti, lease
-        self.wake = wake  # a new interval applies from the next tick, not after the old one ends
-        self.maint_version = maint_version  # the maintenance flag's stamp: the newest wins
+    def __init__(self, mem: Memory, *, peer: PeerClient, hlc: HybridClock, me: SelfView, maintenance: Maintenance,
+                 settings: SettingsSync) -> None:
+        self.mem, self.peer, self.hlc = mem, peer, hlc
+        self.me = me  # what we say about ourselves
+        self.maintenance, self.settings = maintenance, settings  # what the peer's word may change here
         self.skew_s: float | None = None
-        self.peer_digest: str | None = None
         self.peer_info: dict[str, Any] = {}
         self.peer_auth_problem: str | None = None
         self.protocol = wire.PROTOCOL  # what we ask the peer in: 2, or 1 for a peer of an earlier release
         self._compact_refused_at: float | None = None
         self._ask: Asked | None = None  # the peer's latest ask
         self._peer_since: float | None = None
-        self._pulling: asyncio.Task[list[str]] | None = None  # a pull started while answering an ask
-
-    # -- what we tell the peer ------------------------------------------------------------------
-    def can_be_active(self) -> bool:
-        mem = self.mem
-        return mem.lan_ok is not False and mem.store_problem is None and mem.cluster.enabled and self.lease.vouches()
-
-    def view(self) -> dict[str, Any]:
-        """What this node tells its peer about itself on every exchange (both directions)."""
-        mem = self.mem
-        s = mem.state
-        at, origin = self.maint_version
-        return {
-            "node_id": s.node_id, "role": s.role.value, "epoch": s.epoch, "cause": s.cause.value,
-            "rank": s.rank.value, "lan_ok": mem.lan_ok is not False, "can_be_active": self.can_be_active(),
-            "maintenance": {"value": s.maintenance, "at": str(at), "origin": origin},
-            "digest": mem.config.digest(), "hlc": str(self.hlc.now()), "role_since": iso(mem.role_since),
-            "address": mem.node.local_address or mem.cluster.address_of(s.node_id),
-            "vouch": self._vouch(), "protocol": wire.PROTOCOL,  # earlier releases ignore it
-        }
-
-    def beat(self, times: tuple[float, ...], skew: float | None = None) -> wire.Beat:
-        """``view()`` in the compact protocol's terms (services/arbiter/wire.py)."""
-        mem = self.mem
-        s = mem.state
-        at, origin = self.maint_version
-        serves = self.cti.vouch()[0]
-        return wire.Beat(node_id=s.node_id, role=s.role, epoch=s.epoch, can_be_active=self.can_be_active(),
-                         lan_ok=mem.lan_ok is not False, serves=serves, app_ok=self.app_problem() is None,
-                         maintenance=s.maintenance, maintenance_at=at, maintenance_origin=origin,
-                         digest=mem.config.digest(), hlc=self.hlc.now(), role_since=mem.role_since, times=times,
-                         skew=skew)
-
-    def app_problem(self) -> str | None:
-        """Why this node's application is unhealthy (what mod=IPSWS reports), or None."""
-        if self.mem.store_problem:
-            return f"cannot persist the role: {self.mem.store_problem}"
-        return self.cti.vouch()[1]
-
-    def _vouch(self) -> dict[str, Any]:
-        """What this answer proves about our monitor (the peer's second channel, see exchange_full)."""
-        return {"serves": self.cti.vouch()[0], "app_ok": self.app_problem() is None}
 
     # -- the two halves of one exchange ---------------------------------------------------------
     async def exchange(self, cfg: ClusterSettings) -> PeerView | None:
@@ -118,7 +75,7 @@ class Exchange:
         from another racing with it), the settings digest the peer holds after it (`replicated`)
         and whether the answer vouches for the peer's monitor (the second channel)."""
         if self._compact_now():
-            r = await self.peer.beat(lambda: self.beat((self.mem.wall(),), self.skew_s), cfg.heartbeat_timeout_s)
+            r = await self.peer.beat(lambda: self.me.beat((self.mem.wall(),), self.skew_s), cfg.heartbeat_timeout_s)
             if r.status not in (404, 405):
                 return await self._read_beat(r, cfg)
             # A peer of an earlier release: it knows only /peer/heartbeat. Ask again in its words.
@@ -164,39 +121,37 @@ class Exchange:
                                      else "t: an answer carries [t2, t3]")
             self.hlc.receive(b.hlc)
             self._note_skew(((b.times[0] - r.sent.times[0]) + (b.times[1] - t4)) / 2)
-            self.merge_stamp(b.maintenance, b.maintenance_at, b.maintenance_origin)
+            self.maintenance.merge(b.maintenance, b.maintenance_at, b.maintenance_origin)
         except ValueError as exc:
             log.warning("malformed heartbeat answer: %s", exc)
             return Exchanged(None, None, False)
         self._peer_speaks(wire.PROTOCOL)
         self.peer_auth_problem = None
         self._role_since(b.role_since)
-        return await self._settle(_view(b), b.digest, b.serves, b.app_ok, cfg)
+        return await self._settle(b.view, b.digest, b.serves, b.app_ok, cfg)
 
     async def _exchange_long(self, cfg: ClusterSettings) -> Exchanged:
         """Protocol 1: ``POST /peer/heartbeat`` with ``view()``, for a peer of an earlier release."""
         mem = self.mem
-        r = await self.peer.exchange(lambda: self.view() | {"t1": mem.wall()}, cfg.heartbeat_timeout_s)
+        r = await self.peer.exchange(lambda: self.me.view() | {"t1": mem.wall()}, cfg.heartbeat_timeout_s)
         t4 = mem.wall()
         if not r.ok:
             return self._failed(r)
         try:
             body = r.body
-            view = PeerView(node_id=body["node_id"], role=Role(body["role"]), epoch=int(body["epoch"]),
-                            lan_ok=bool(body["lan_ok"]), maintenance=bool(body["maintenance"]["value"]),
-                            can_be_active=bool(body["can_be_active"]))
+            view = longform.view_of(body)
             if view.node_id != mem.node.peer_id:
                 raise ValueError(f"peer answered as {view.node_id}")
             self.hlc.receive(Timestamp.parse(body["hlc"]))
             self._note_skew(((body["t2"] - r.sent["t1"]) + (body["t3"] - t4)) / 2)
-            self.merge_maintenance(body["maintenance"])
+            self.maintenance.merge_json(body["maintenance"])
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("malformed heartbeat answer: %s", exc)
             return Exchanged(None, None, False)
         self.peer_auth_problem = None
         self.peer_info = {"role_since": body.get("role_since"), "address": body.get("address")}
-        self._peer_speaks(_protocol_of(body))
-        return await self._settle(view, body["digest"], *_vouch_of(body), cfg)
+        self._peer_speaks(longform.protocol_of(body))
+        return await self._settle(view, body["digest"], *longform.vouch_of(body), cfg)
 
     async def _settle(self, view: PeerView, digest: str, serves: bool, app_ok: bool,
                       cfg: ClusterSettings) -> Exchanged:
@@ -204,10 +159,9 @@ class Exchange:
         # is a valid answer within T too (and, with switch_on_application_error, only if its
         # application self-check passes, exactly what mod=IPSWS would have said).
         vouched = serves and (not cfg.switch_on_application_error or app_ok)
-        self.peer_digest = digest
-        if digest != self.mem.config.digest():
-            await self.pull_config()
-            digest = self.peer_digest or digest  # what we pulled is what the peer holds
+        if self.settings.heard(digest):
+            await self.settings.pull()
+            digest = self.settings.peer_digest or digest  # what we pulled is what the peer holds
         return Exchanged(view, digest, vouched, serves)
 
     # -- the peer's asks, answered --------------------------------------------------------------
@@ -216,18 +170,15 @@ class Exchange:
         mem = self.mem
         t2 = mem.wall()
         self.hlc.receive(Timestamp.parse(body["hlc"]))
-        self.merge_maintenance(body["maintenance"])
+        self.maintenance.merge_json(body["maintenance"])
         self.peer_info = {"role_since": body.get("role_since"), "address": body.get("address")}
-        self.peer_digest = body["digest"]
-        self._asked(PeerView(node_id=body["node_id"], role=Role(body["role"]), epoch=int(body["epoch"]),
-                             lan_ok=bool(body.get("lan_ok", True)), maintenance=bool(body["maintenance"]["value"]),
-                             can_be_active=bool(body.get("can_be_active", True))), *_vouch_of(body))
+        self._asked(longform.view_of(body, ask=True), *longform.vouch_of(body))
         # A node of this release says which protocol it speaks even in protocol 1 (it asks in 1 only while it
         # takes us for an earlier release); a body without "protocol" is an earlier release's.
-        self._peer_speaks(_protocol_of(body))
-        if body["digest"] != mem.config.digest():
-            self._pull_soon()
-        return self.view() | {"t2": t2, "t3": mem.wall()}
+        self._peer_speaks(longform.protocol_of(body))
+        if self.settings.heard(body["digest"]):
+            self.settings.pull_soon()
+        return self.me.view() | {"t2": t2, "t3": mem.wall()}
 
     async def on_beat(self, raw: bytes) -> bytes:
         """The peer's half of a compact exchange (protocol 2): ``raw`` is the ask's body, already
@@ -238,23 +189,15 @@ class Exchange:
         if b.node_id != mem.node.peer_id:
             raise wire.WireError(f"n: expected {mem.node.peer_id}")
         self.hlc.receive(b.hlc)
-        self.merge_stamp(b.maintenance, b.maintenance_at, b.maintenance_origin)
+        self.maintenance.merge(b.maintenance, b.maintenance_at, b.maintenance_origin)
         self._role_since(b.role_since)
-        self.peer_digest = b.digest
         if b.skew is not None:
             self._note_skew(-b.skew)  # the asker measured it; the same offset, seen from this side
-        self._asked(_view(b), b.serves, b.app_ok)
+        self._asked(b.view, b.serves, b.app_ok)
         self._peer_speaks(wire.PROTOCOL)
-        if b.digest != mem.config.digest():
-            self._pull_soon()
-        return wire.encode(self.beat((t2, mem.wall())))
-
-    def _pull_soon(self) -> None:
-        """The peer's settings differ: pull them, but never before answering its ask. The asker waits at most
-        T for the answer, and a pull is a second round trip: on a slow link (0.8·T each way) waiting for it
-        would turn every settings change into failed exchanges, and with the exchange deciding R2, a switch."""
-        if self._pulling is None or self._pulling.done():
-            self._pulling = asyncio.get_running_loop().create_task(self.pull_config())
+        if self.settings.heard(b.digest):
+            self.settings.pull_soon()
+        return wire.encode(self.me.beat((t2, mem.wall())))
 
     def _role_since(self, since: float | None) -> None:
         """The peer's role_since for status, in ISO form (formatted when it changes, not every exchange)."""
@@ -284,57 +227,17 @@ class Exchange:
             self.mem.say(f"Authentication problem: {text}")
         self.peer_auth_problem = text
 
-    # -- maintenance (R11): a replicated flag, the newest stamp wins ------------------------------
-    def merge_maintenance(self, remote: dict[str, Any]) -> bool:
-        return self.merge_stamp(bool(remote["value"]), Timestamp.parse(remote["at"]), str(remote["origin"]))
-
-    def merge_stamp(self, value: bool, at: Timestamp, origin: str) -> bool:
-        version = (at, origin)
-        if version <= self.maint_version:
-            return False
-        self.hlc.receive(at)
-        self._set_maintenance(value, version, f"replicated from {origin}")
-        return True
-
-    def _set_maintenance(self, enabled: bool, version: tuple[Timestamp, str], source: str) -> None:
-        mem = self.mem
-        self.store.save_maintenance(node_id=mem.node.node_id, enabled=enabled, at=version[0], origin=version[1])
-        self.maint_version = version
-        changed = enabled != mem.state.maintenance
-        mem.state = mem.state.evolve(maintenance=enabled)
-        if changed:
-            line = f"Maintenance {'ON: automatic switching paused' if enabled else 'OFF'} ({source})"
-            mem.say(line)
-            mem.journal.event("maintenance_on" if enabled else "maintenance_off", mem.state, line)
-        update_gauges(mem)
-
+    # -- a change made here, pushed to the peer at once ----------------------------------------
     async def set_maintenance(self, enabled: bool, who: str) -> bool:
-        """Set it here, durably, then push it to the peer at once; True when the peer has it."""
-        self._set_maintenance(enabled, (self.hlc.now(), self.mem.node.node_id), who)
+        """R11: set it here, durably, then push it to the peer at once; True when the peer has it."""
+        self.maintenance.set_here(enabled, who)
         view = await self.exchange(self.mem.cluster)
         return view is not None and view.maintenance == self.mem.state.maintenance
 
-    # -- the cluster settings (SPEC 5): pulled when the digests differ, pushed at once --------------
-    async def pull_config(self) -> list[str]:
-        mem = self.mem
-        r = await self.peer.config(mem.config.digest(), mem.cluster.heartbeat_timeout_s)
-        if not r.ok or not isinstance(r.body, dict):
-            return []
-        try:
-            changed = mem.config.merge_remote(r.body.get("settings", {}))
-        except (StoreError, KeyError, TypeError, ValueError) as exc:
-            log.warning("config pull failed: %s", exc)
-            return []
-        self.peer_digest = r.body.get("digest")
-        if changed:
-            self._settings_changed(changed, f"replicated from {mem.node.peer_id}")
-        return changed
-
     async def put_config(self, patch: dict[str, Any], who: str) -> tuple[list[str], bool]:
+        """SPEC 5: change the settings here, durably, then push them; (the names changed, the peer holds them)."""
         mem = self.mem
-        changed = mem.config.put(patch, origin=mem.node.node_id)
-        if changed:
-            self._settings_changed(changed, who)
+        changed = self.settings.put(patch, who)
         # Push at once: the exchange shows the peer our digest, and it pulls as soon as it has answered. It
         # holds the change when an answer carries our digest: asked again (a bounded wait, T at most) until then.
         cfg = mem.cluster
@@ -345,31 +248,3 @@ class Exchange:
             pushed = await self.exchange_full(cfg)
         return changed, pushed.digest == mem.config.digest()
 
-    def _settings_changed(self, names: list[str], source: str) -> None:
-        mem = self.mem
-        values = ", ".join(f"{n}={mem.config.table[n].value!r}" for n in names)
-        mem.say(f"Configuration changed: {values} ({source})")
-        if mem.config.repaired:
-            mem.say(f"Configuration conflict: {mem.config.repaired}")
-        mem.metrics.config_changes.labels(mem.node.node_id, "local" if "API" in source else "peer").inc()
-        update_gauges(mem)
-        self.wake()
-
-
-def _view(b: wire.Beat) -> PeerView:
-    return PeerView(node_id=b.node_id, role=b.role, epoch=b.epoch, lan_ok=b.lan_ok, maintenance=b.maintenance,
-                    can_be_active=b.can_be_active)
-
-
-def _vouch_of(body: dict[str, Any]) -> tuple[bool, bool]:
-    """(serves, app_ok) of a protocol 1 body's ``vouch``; a body without one vouches for nothing."""
-    vouch = body.get("vouch")
-    if not isinstance(vouch, dict):
-        return False, False
-    return bool(vouch.get("serves")), bool(vouch.get("app_ok"))
-
-
-def _protocol_of(body: dict[str, Any]) -> int:
-    """The highest exchange protocol the sender of a protocol 1 body speaks (1 when it does not say)."""
-    value = body.get("protocol")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1

@@ -6,15 +6,20 @@ the HTTP routes and the node talk to.
 
 The parts, one module each (``services/arbiter/``):
 
-    heartbeat.py  Arbiter: wiring, run() / tick() / healthy(), and the public methods below
-    memory.py     Memory: NodeState and the facts around it, the lock, say() (the log's Arbiter lines)
-    roles.py      Roles: carry_out(plan), the only code that changes roles (persist, then each step)
-    commands.py   Commands: peer role commands, manual switch (R7), graceful stop (R10): plans too
-    exchange.py   Exchange: the state exchange both ways, skew, maintenance (R11), settings (SPEC 5)
-    hearing.py    Hearing: what a tick hears from the peer (who asks, the probe as a hedge: R2)
-    wire.py       the compact exchange's body (protocol 2)
-    lease.py      Lease: the witness's lease keeping and key (SPEC 12)
-    status.py     GET /status and the gauges
+    heartbeat.py      Arbiter: wiring, run() / tick() / healthy(), and the public methods below
+    memory.py         Memory: NodeState and the facts around it, the lock, say() (the log's Arbiter lines)
+    roles.py          Roles: carry_out(plan), the only code that changes roles (persist, then each step)
+    commands.py       Commands: peer role commands, manual switch (R7), graceful stop (R10): plans too
+    hearing.py        Hearing: what a tick hears from the peer (who asks, the probe as a hedge: R2)
+    exchange.py       Exchange: the state exchange both ways (protocol 2, or 1), skew; pushes our changes
+    selfview.py       SelfView: what this node tells its peer about itself, can_be_active, app_problem
+    wire.py           the compact exchange's body (protocol 2); longform.py: the long one's (protocol 1)
+    maintenance.py    Maintenance: the replicated maintenance flag (R11), the newest stamp wins
+    settings_sync.py  SettingsSync: the settings' digest as the peer holds it, the pull (SPEC 5)
+    lease.py          Lease: the witness's lease keeping and key (SPEC 12)
+    status.py         GET /status and the gauges
+    Beside them: config.py (the settings as stored), journal.py (history, hook events), probes.py (LAN, VIP),
+    lbclient.py (load balancers); app.py, console.py, peer_api.py, hotpath.py (HTTP); peer.py, lane.py (client)
 
 Every role change, automatic or commanded, is a plan made by the pure core (``hotstandby.rules``)
 and carried out by ``Roles`` under one lock, so a role is always durable before CTI starts or
@@ -47,9 +52,12 @@ from services.arbiter.hearing import Hearing
 from services.arbiter.journal import Journal
 from services.arbiter.lbclient import for_node as load_balancers
 from services.arbiter.lease import Lease
+from services.arbiter.maintenance import Maintenance
 from services.arbiter.memory import Memory
 from services.arbiter.peer import PeerClient
 from services.arbiter.roles import CtiControl, Roles
+from services.arbiter.selfview import SelfView
+from services.arbiter.settings_sync import SettingsSync
 from services.arbiter.status import status, update_gauges
 from services.hooks import Hooks
 
@@ -72,7 +80,7 @@ class Arbiter:
         maint_version = (rec.maintenance_at, rec.maintenance_origin) if rec else (Timestamp(0), "")
         # A restarted node never comes back ACTIVE on the strength of its stored role (SPEC 4).
         state = rules.restart_state(node.node_id, rec.epoch if rec else 0, rec.maintenance if rec else False)
-        store.save_node(node_id=node.node_id, role=Role.STANDBY, epoch=state.epoch, cause=Cause.START)
+        store.save_node(node_id=node.node_id, role=state.role, epoch=state.epoch, cause=state.cause)
         journal = Journal(node.node_id, store, hooks)
         journal.restarted(rec.role if rec else "", state, wall())
         self.mem = Memory(node=node, config=config, ftlog=ftlog, metrics=metrics, state=state, clock=clock, wall=wall,
@@ -80,9 +88,11 @@ class Arbiter:
         self.lease = Lease(self.mem, witness)
         self.lb = load_balancers(self.mem)  # HS_LB_RUNTIME_API; None: the health checks alone move the VIP
         self.roles = Roles(self.mem, store=store, cti=cti, lease=self.lease, peer=peer, lb=self.lb)
-        self.exchange = Exchange(self.mem, peer=peer, hlc=hlc, store=store, cti=cti, lease=self.lease,
-                                 wake=self.wake, maint_version=maint_version)
-        self.commands = Commands(self.mem, roles=self.roles, exchange=self.exchange, peer=peer, cti=cti)
+        maintenance = Maintenance(self.mem, store=store, hlc=hlc, version=maint_version)
+        self.me = SelfView(self.mem, hlc=hlc, cti=cti, lease=self.lease, maintenance=maintenance)
+        self.exchange = Exchange(self.mem, peer=peer, hlc=hlc, me=self.me, maintenance=maintenance,
+                                 settings=SettingsSync(self.mem, peer=peer, wake=self.wake))
+        self.commands = Commands(self.mem, roles=self.roles, exchange=self.exchange, me=self.me, peer=peer, cti=cti)
         self.hearing = Hearing(self.mem, exchange=self.exchange, peer=peer)
         self.started = clock()
         self.last_tick_done: float | None = None
@@ -242,13 +252,13 @@ class Arbiter:
         return status(self)
 
     def view(self) -> dict[str, Any]:
-        return self.exchange.view()
+        return self.me.view()
 
     def app_problem(self) -> str | None:
-        return self.exchange.app_problem()
+        return self.me.app_problem()
 
     def can_be_active(self) -> bool:
-        return self.exchange.can_be_active()
+        return self.me.can_be_active()
 
     def cluster_epoch(self) -> int:
         return self.mem.cluster_epoch()

@@ -81,6 +81,6 @@ def status(a: Arbiter) -> dict[str, Any]:
         "expected_failover_delay_s": round(expected_delay(mem), 3),
         "clock_skew_s": None if ex.skew_s is None else round(ex.skew_s, 4),
         "config_digest": a.config.digest(),
-        "config_replicated": ex.peer_digest == a.config.digest(),
+        "config_replicated": ex.settings.peer_digest == a.config.digest(),
         "witness": a.lease.status(),
     }

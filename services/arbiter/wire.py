@@ -16,7 +16,7 @@ One short JSON object each way, the same shape in both directions (a node's word
     x  (ask only, when known) the asker's last measured skew, peer minus own, so the answering node
        exports it too
 
-Version 1 is the long JSON of ``POST /peer/heartbeat`` (services/arbiter/exchange.py ``view()``),
+Version 1 is the long JSON of ``POST /peer/heartbeat`` (services/arbiter/longform.py),
 which every release keeps answering: see the README's "Rolling upgrades".
 """
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hotstandby.hlc import Timestamp
-from hotstandby.model import Role
+from hotstandby.model import PeerView, Role
 
 PROTOCOL = 2
 PATH = "/peer/hb"
@@ -94,6 +94,12 @@ class Beat:
         return ((CAN_BE_ACTIVE if self.can_be_active else 0) | (LAN_OK if self.lan_ok else 0)
                 | (SERVES if self.serves else 0) | (APP_OK if self.app_ok else 0)
                 | (MAINTENANCE if self.maintenance else 0))
+
+    @property
+    def view(self) -> PeerView:
+        """The node's word as the core reads it."""
+        return PeerView(node_id=self.node_id, role=self.role, epoch=self.epoch, lan_ok=self.lan_ok,
+                        maintenance=self.maintenance, can_be_active=self.can_be_active)
 
 
 def encode(b: Beat) -> bytes:

@@ -10,7 +10,8 @@ import pytest
 
 from hotstandby.settings import ClusterSettings, NodeSettings
 from lab.waiting import until
-from services.arbiter.peer import HEDGES, CallResult, PeerClient
+from services.arbiter.lane import HEDGES
+from services.arbiter.peer import CallResult, PeerClient
 
 Handler = Callable[[int], Awaitable[bytes | None]]  # request number -> raw response, None: never answer
 
