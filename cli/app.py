@@ -445,7 +445,9 @@ def check(env_file: Annotated[str | None, typer.Option(
         for c in checks:
             typer.echo(c.line())
         failed = sum(not c.ok for c in checks)
-        typer.echo(f"{len(checks)} checks: {'all pass' if passed else f'{failed} failed'}")
+        skipped = sum(c.status == "skip" for c in checks)
+        aside = f" ({skipped} skipped: not configured)" if skipped else ""
+        typer.echo(f"{len(checks)} checks{aside}: {'all pass' if passed else f'{failed} failed'}")
     if not passed:
         settings_bad = any(c.check == "settings" and not c.ok for c in checks)
         raise typer.Exit(2 if settings_bad else 1)

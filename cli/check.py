@@ -277,7 +277,7 @@ async def _peer(node: NodeSettings, cfg: ClusterSettings, http: httpx.AsyncClien
         return [fail("peer", f"{peer} at {base} answered HTTP {r.status_code}: {detail}",
                      f"is {base} a hotstandby arbiter of this release?")]
     skew = _skew(r, t1, t4)
-    words = "" if skew is None else f", clock skew {skew:+.0f} s (±1 s)"
+    words = "" if skew is None else f", clock skew {round(skew) or 0:+d} s (±1 s)"  # never "-0"
     if skew is not None and abs(skew) > SKEW_NOTE_S:
         words += " (tolerated up to 15 min; NTP keeps the logs comparable)"
     slow = f" (slower than T = {cfg.heartbeat_timeout_s:g} s)" if rtt_ms > cfg.heartbeat_timeout_s * 1000 else ""
