@@ -23,6 +23,7 @@ DIST = ("min", "median", "p95", "max", "runs")
 LOSS = ("10", "20", "30")
 
 
+@pytest.mark.slow  # make bench-smoke (in .ci/run): about 2 minutes, beyond make test's budget
 @pytest.mark.timeout(330)
 @pytest.mark.skipif(os.geteuid() != 0, reason="the bench's fault lab needs root")
 def test_quick_bench_writes_every_key_of_issue_15(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ def protocol(pair: Pair, node_id: str) -> int | None:
     return pair.status(node_id)["local"]["channels"]["exchange"].get("protocol")
 
 
+@pytest.mark.early(29)
 def test_standby_upgraded_then_switch_then_the_other_upgraded(pair: Pair, previous: Path) -> None:
     """Both on the previous release; the STANDBY upgraded; a switch to it; the other upgraded: at every step
     one ACTIVE with CTI only there, no switch nobody asked for, no CTI overlap, no stale epoch; the two

@@ -8,6 +8,7 @@ import socket
 import sqlite3
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -57,7 +58,11 @@ def test_first_start_on_a_previous_release_database(tmp_path: Path) -> None:
         node.start()
         wait_until(partial(lambda: http.get(url + "/healthz", timeout=1).status_code in (200, 503)), 30,
                    "the node serving on the database's ports")
-        served = http.get(url + "/config").json()["settings"]
+        def settings() -> dict[str, Any] | None:
+            r = http.get(url + "/config", timeout=2)
+            return r.json()["settings"] if r.status_code == 200 else None
+
+        served = wait_until(settings, 30, "GET /config answering")  # a loaded machine: the first may be refused
         assert {n: (json.loads(v), at, o) for n, (v, at, o) in old.items()} == {
             n: (s["value"], s["updated_at"], s["origin"]) for n, s in served.items()}
         local = http.get(url + "/status").json()["local"]

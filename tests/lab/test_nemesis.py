@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PLANS = (Plan(1001, 60, witness=False), Plan(1002, 60, witness=True))
 
 
+@pytest.mark.early(130)
 @pytest.mark.timeout(720)
 def test_a_minute_each_without_and_with_the_witness_breaks_no_rule() -> None:
     """Overlapping kills, freezes, partitions, loss, clock steps, full disks, CTI crashes and operator moves:

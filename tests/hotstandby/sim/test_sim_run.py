@@ -26,6 +26,7 @@ def promotes_after_n_minus_one(state: NodeState, obs: Observation, cfg: ClusterS
     return decide(state, obs, cfg)
 
 
+@pytest.mark.early(45)
 def test_bounded_run_has_no_violation() -> None:
     """1,500 seeds of random settings and fault schedules break no invariant and no bound."""
     summary = run_many(list(range(1500)), STEPS, processes=2)
@@ -35,6 +36,7 @@ def test_bounded_run_has_no_violation() -> None:
     assert all(summary.measured[k] > 50 for k in ("r1", "r3", "r7", "r10"))  # the bounds were exercised
 
 
+@pytest.mark.early(21)
 def test_bounded_run_with_a_witness_has_no_violation() -> None:
     """500 seeds with a simulated etcd witness, partitions of the three, witness outages and stalled renewals
     break no invariant: never two ACTIVE beyond a tick, no promotion without the key, epochs in order."""
