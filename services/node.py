@@ -156,6 +156,12 @@ def _lock_data_dir(node: NodeSettings) -> int:
     return fd  # held (never closed) for the life of the process
 
 
+def cannot_write(node: NodeSettings, exc: StoreError) -> StartupError:
+    """A start that cannot write its database refuses in one line (exit 2), as one that cannot read it does."""
+    return StartupError(f"cannot write database {node.db_path}: {exc}; free space on (or repair) the data dir, "
+                        "then start again")
+
+
 def open_node(node: NodeSettings, bootstrap: ClusterSettings, *, arbiter: bool = True) -> Node:
     if arbiter:
         _lock_data_dir(node)
@@ -165,7 +171,10 @@ def open_node(node: NodeSettings, bootstrap: ClusterSettings, *, arbiter: bool =
         raise StartupError(str(exc)) from None
     ftlog = FaultTolerantLog(node.log_dir, node_id=node.node_id)
     hlc = HybridClock(time.time)
-    config = ConfigBook(store, hlc, node.node_id, bootstrap, writer=arbiter)
+    try:
+        config = ConfigBook(store, hlc, node.node_id, bootstrap, writer=arbiter)
+    except StoreError as exc:  # the bootstrap settings cannot be written (a full or read-only data disk)
+        raise cannot_write(node, exc) from None
     try:
         check_startable(node, config.current)
     except SettingsError as exc:
@@ -337,8 +346,11 @@ async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter:
                    if node.witness_url.strip() else None)
         metrics = ArbiterMetrics(node.node_id)
         n.hooks.metrics = metrics
-        n.arbiter = Arbiter(node=node, store=n.store, ftlog=n.ftlog, metrics=metrics,
-                            config=n.config, hlc=n.hlc, peer=peer, cti=cti, witness=witness, hooks=n.hooks)
+        try:
+            n.arbiter = Arbiter(node=node, store=n.store, ftlog=n.ftlog, metrics=metrics,
+                                config=n.config, hlc=n.hlc, peer=peer, cti=cti, witness=witness, hooks=n.hooks)
+        except StoreError as exc:  # the restart's STANDBY cannot be written (a full or read-only data disk)
+            raise cannot_write(node, exc) from None
         app = create_arbiter_app(n.arbiter)
         n.servers.append(_server(HotBeats(app, app.state.beats), node, cfg.arbiter_port))
     n.ftlog.write("Arbiter" if with_arbiter else "Monitor",

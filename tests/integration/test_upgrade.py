@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,9 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
+from hotstandby.store import Store
 from lab.localpair import ADDR, SECRET, TOKEN
 from lab.waiting import free_port, wait_until
 from lab.watch import NodeProcess, client
+from tests.needs import need
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "release1-server2.db"
 
@@ -80,3 +86,36 @@ def test_first_start_on_a_previous_release_database(tmp_path: Path) -> None:
     assert db.with_name("hotstandby.db.schema1.bak").exists()
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_a_node_restarted_on_a_full_data_disk_refuses_in_one_line(tmp_path: Path) -> None:
+    """Its restart cannot write STANDBY: it refuses to start, exit 2 with one line saying why, no traceback
+    (the nemesis found a traceback and exit 1 here: seed 4, no witness, a kill while the disk was full)."""
+    need("mount", "mount")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
+    try:
+        data = disk / "server2"
+        data.mkdir()
+        db = data / "hotstandby.db"
+        store = Store(db)  # this release's schema, left ACTIVE by a node that was killed
+        store.save_node(node_id="server2", role="ACTIVE", epoch=5, cause="failover")
+        store.close()
+        filler = disk / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        # 32 kB left: the database opens (its -shm fits), the first write does not (with none left, the open
+        # itself fails, which was always a one-line refusal).
+        os.truncate(filler, max(0, filler.stat().st_size - 32 * 1024))
+        env = {**os.environ, "HS_NODE_ID": "server2", "HS_BIND_HOST": ADDR["server2"], "HS_DATA_DIR": str(data),
+               "HS_PEER_SECRET": SECRET, "HS_ADMIN_TOKEN": TOKEN}
+        r = subprocess.run([sys.executable, "-m", "cli", "node"], env=env, capture_output=True, text=True,
+                           timeout=60, cwd=Path(__file__).resolve().parents[2])
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert "Traceback" not in r.stderr
+        assert r.stderr.count("\n") == 1 and "disk is full" in r.stderr and "free space" in r.stderr, r.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
