@@ -257,9 +257,6 @@ class Arbiter:
     def app_problem(self) -> str | None:
         return self.me.app_problem()
 
-    def can_be_active(self) -> bool:
-        return self.me.can_be_active()
-
     def cluster_epoch(self) -> int:
         return self.mem.cluster_epoch()
 

@@ -13,7 +13,7 @@ import pytest
 
 from hotstandby.settings import ClusterSettings
 from lab.haproxy import LoadBalancer, ports, running_haproxy
-from lab.localpair import ADDR, Pair, running_pair
+from lab.localpair import ADDR, Pair, running_pair, switch
 from lab.vipclient import VipClient
 from lab.waiting import wait_until
 from tests.needs import need
@@ -52,15 +52,6 @@ def told(tmp_path: Path) -> Iterator[Setup]:
 @pytest.fixture
 def untold(tmp_path: Path) -> Iterator[Setup]:
     yield from behind_haproxy(tmp_path, api_reachable=False)
-
-
-def switch(pair: Pair, target: str) -> None:
-    """R7 through server1's API; asked again when a loaded machine made this tick's check fail (409)."""
-    for _ in range(3):
-        r = pair.admin("POST", "server1", "/switch", {"target": target})
-        if r.status_code != 409:
-            break
-    assert r.status_code == 200, r.text
 
 
 def on(client: VipClient, target: str) -> None:

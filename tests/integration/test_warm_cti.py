@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.localpair import Pair, running_pair
+from lab.localpair import Pair, running_pair, switch
 from lab.waiting import wait_until
 
 MARGIN = 3.0
@@ -32,15 +32,6 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def switch(pair: Pair, target: str) -> None:
-    """R7 through server1's API; asked again when a loaded machine made this tick's check fail (409)."""
-    for _ in range(3):
-        r = pair.admin("POST", "server1", "/switch", {"target": target})
-        if r.status_code != 409:
-            break
-    assert r.status_code == 200, r.text
 
 
 def holds(pair: Pair, node_id: str) -> None:
