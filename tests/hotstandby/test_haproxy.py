@@ -222,6 +222,7 @@ class FakeNode:
         self.node_id = node_id
         self.active = active
         self.delay = 0.0  # seconds /whoami takes (a request in flight during a switchover)
+        self.asked = threading.Event()  # set when a /whoami arrives (a test waits for its request to be in flight)
         node = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -233,6 +234,7 @@ class FakeNode:
                 elif url.path.lower() == "/ipscfg/admin/monitor.aspx" and mod == "NONE":
                     self._answer(200, "OK")
                 elif url.path == "/whoami":
+                    node.asked.set()
                     time.sleep(node.delay)
                     self._answer(200, json.dumps({"node_id": node.node_id, "address": host}))
                 else:

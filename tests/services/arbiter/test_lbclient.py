@@ -158,9 +158,10 @@ def test_drain_is_bounded_when_a_request_outlasts_it(pair: Pair) -> None:
     """A request slower than the drain bound: drain returns at the bound (the demotion then cuts it)."""
     reports = Reports()
     pair.nodes["server1"].delay = 3.0
+    pair.nodes["server1"].asked.clear()
     slow = threading.Thread(target=status_through, args=(pair.vip_url,))
     slow.start()
-    time.sleep(0.2)
+    assert pair.nodes["server1"].asked.wait(5), "the slow request never reached server1"
 
     async def body() -> float:
         start = time.monotonic()
