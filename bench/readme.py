@@ -12,7 +12,7 @@ commit and command) its figures come from. A file that is missing, or a figure i
 |---|---|---|
 | demo | demo.json | ``bench/demo_sequence.py --runs 3 --out bench/results/demo.json`` (``make run``'s pair) |
 | hold | latest.json | ``make bench`` |
-| sim | sim.json | ``python -m bench.record sim --seed 0 --runs N`` |
+| sim | sim.json, sim-witness.json | ``python -m bench.record sim --seed 0 --runs N [--witness]`` |
 | chaos, witness | chaos.json | ``make chaos``, then ``python -m bench.record chaos`` |
 | bench | latest.json | ``make bench`` (``python -m bench``) |
 | issue15 | before.json, latest.json | ``make bench`` on main before issue 15, and after |
@@ -83,15 +83,20 @@ def hold(results: Path) -> str:
 
 
 def sim(results: Path) -> str:
-    data = load(results, "sim.json")
+    return "\n\n".join(_sim_run(results, name, how) for name, how in (
+        ("sim.json", "Without a witness"), ("sim-witness.json", "With an etcd witness (SPEC 12)")))
+
+
+def _sim_run(results: Path, name: str, how: str) -> str:
+    data = load(results, name)
     r = (data or {}).get("result", {})
     violations = r.get("violations")
-    return (f"Measured: {n(r.get('ticks') and r['ticks'] / 1e6, '{:.1f}', ' million')} ticks "
+    return (f"{how}: {n(r.get('ticks') and r['ticks'] / 1e6, '{:.1f}', ' million')} ticks "
             f"({n(r.get('simulated_seconds') and r['simulated_seconds'] / 3600, '{:,.0f}')} simulated hours) over "
             f"{n(r.get('runs'), '{:,}')} seeded runs, {n(violations and sum(violations.values()), '{}')} violations "
             f"of {n(violations and len(violations), '{}')} invariants, "
             f"{n(r.get('ticks_per_second') and r['ticks_per_second'] * 60 / 1e6, '{:.2f}', ' million')} ticks a "
-            f"minute on this 2-core machine. " + source("sim.json", data))
+            f"minute on this 2-core machine. " + source(name, data))
 
 
 def _rows(results: Path, witness: bool) -> tuple[dict[str, Any] | None, list[tuple[str, ...]]]:

@@ -1,6 +1,7 @@
 """Write a results file beside the README from a run that is not the bench itself.
 
     python -m bench.record sim [ARGS...]       # hotstandby sim ARGS --json      -> bench/results/sim.json
+                                               #   (with --witness: bench/results/sim-witness.json)
     python -m bench.record chaos [ROWS]        # the fault lab's rows (make chaos) -> bench/results/chaos.json
 
 Each file holds the command, the commit it ran at and the figures, so ``python -m bench.readme`` can quote
@@ -46,7 +47,8 @@ def record_sim(args: list[str]) -> Path:
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if r.returncode not in (0, 1):  # 1: an invariant was violated, which the file must say too
         raise SystemExit(f"bench.record: {' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()[-400:]}")
-    return write("sim.json", {"command": "hotstandby sim " + " ".join(args), "result": json.loads(r.stdout)})
+    name = "sim-witness.json" if "--witness" in args else "sim.json"
+    return write(name, {"command": "hotstandby sim " + " ".join(args), "result": json.loads(r.stdout)})
 
 
 def record_chaos(rows_path: Path) -> Path:

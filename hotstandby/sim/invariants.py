@@ -110,9 +110,12 @@ class Checks:
             self.found.append(Violation(name, self.w.now, node.id if node else "-", detail))
 
     def calm(self, own: int = 0) -> bool:
-        """Nothing disturbs the pair (``own``: the triggering fault itself is already counted)."""
+        """Nothing disturbs the pair (``own``: the triggering fault itself is already counted): no fault is
+        on, no maintenance, and no node waits out the timeout of a role command a fault lost (it holds its
+        lock until then: R3's "take ACTIVE back" waits up to 1 s, and nothing else runs on that node)."""
         a, b = self.w.nodes
-        return self.dcount <= own and not a.state.maintenance and not b.state.maintenance
+        return (self.dcount <= own and not a.state.maintenance and not b.state.maintenance
+                and not a.held and not b.held)
 
     def disturb_begin(self) -> None:
         self.dcount += 1
@@ -310,7 +313,17 @@ class Checks:
     # -- liveness --------------------------------------------------------------------------------
 
     def on_liveness(self, _: int, __: Any) -> None:
-        self.liveness_at = self.w.now
+        """Judged ``settle`` after the last disturbance: a fault's effect may outlast the fault (a graceful
+        stop waits up to 1 s for its handover, a lost command's answer up to 1 s); the run goes on until then."""
+        w = self.w
+        late = w.now > w.sc.horizon + 2 * self.settle  # still disturbed by then: judge all the same
+        if not self.calm() and not late:
+            w.judge_liveness(w.now + self.i)
+            return
+        if self.quiet_since + self.settle > w.now + 1e-9 and not late:
+            w.judge_liveness(self.quiet_since + self.settle)
+            return
+        self.liveness_at = w.now
         self.check_one_active("when the pair should have settled")
 
     def check_one_active(self, when: str) -> None:

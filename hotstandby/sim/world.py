@@ -101,6 +101,7 @@ class Node:
 
     __slots__ = (
         "alive",
+        "asks",
         "busy",
         "client",
         "cti",
@@ -113,6 +114,7 @@ class Node:
         "fails",
         "failsafe",
         "frozen",
+        "held",
         "hlc",
         "id",
         "idx",
@@ -164,6 +166,8 @@ class Node:
         self.run: Run | None = None  # the plan being carried out
         self.done: Callable[[Outcome], None] | None = None
         self.wait = 0  # the token of the answer the plan waits for
+        self.asks = 0  # the token of a role command to the peer (``wait`` equals it while its answer is due)
+        self.held = False  # that command or its answer is lost: the plan holds the lock until its timeout
         self.fail_value: Any = None  # what the plan gets when that answer does not come in time
         self.client = Client()
         self.renew_sent: float | None = None  # when the last lease renewal was sent (a tick's or keep_alive's)
@@ -183,6 +187,7 @@ class World:
         if plant is not None and plant not in PLANTS:
             raise ValueError(f"plant must be one of {', '.join(PLANTS)}")
         self.sc = scenario
+        self.horizon = scenario.horizon  # past it only to judge liveness (judge_liveness)
         self.cfg = cfg = scenario.settings
         self.decide_fn = decide_fn
         self.plant = plant
@@ -237,9 +242,24 @@ class World:
         self.push(sc.quiet_from + self.checks.settle, LIVENESS)
         for node in self.nodes:  # both start together (R6), not in lockstep
             self.push(self.rng.uniform(0.0, self.i), TICK, node.idx, node.inc)
+        self.horizon = sc.horizon
+        while True:
+            horizon = self.horizon
+            self._play(horizon)
+            if self.horizon == horizon:
+                break
+        self.now = self.horizon
+        self.checks.finish()
+        return self
+
+    def judge_liveness(self, at: float) -> None:
+        """Judge liveness at ``at``, playing on past the scenario's horizon if need be."""
+        self.horizon = max(self.horizon, at)
+        self.push(at, LIVENESS)
+
+    def _play(self, horizon: float) -> None:
         handlers = self._handlers()
         q = self.q
-        horizon = sc.horizon
         checks = self.checks
         pop = heapq.heappop
         nodes = self.nodes
@@ -261,9 +281,6 @@ class World:
                     continue
             handlers[code](idx, payload)
             checks.after_step()
-        self.now = horizon
-        checks.finish()
-        return self
 
     def _handlers(self) -> list[Callable[[int, Any], None]]:
         return [self._on_tick, self._on_handle, self._on_part, self._on_cmd, self._on_reply, self._on_resume,
@@ -567,7 +584,15 @@ class World:
     def _resume(self, node: Node, token: int, result: Any) -> None:
         if node.wait == token and node.run is not None:
             node.wait = 0
+            if node.held:  # the fault that lost the answer ends only now, for the bounds and for liveness
+                node.held = False
+                self.checks.disturb_instant()
             self._advance(node, result)
+
+    def _lost(self, node: Node) -> None:
+        """A role command from ``node``, or its answer, will not arrive: ``node`` waits out the timeout."""
+        if node.alive and node.wait and node.wait == node.asks:
+            node.held = True
 
     def _on_resume(self, idx: int, token: int) -> None:
         node = self.nodes[idx]
@@ -576,9 +601,11 @@ class World:
     # -- role commands between the nodes ----------------------------------------------------------
 
     def _ask(self, node: Node, e: Ask) -> Any:
-        token = self._wait(node, e.timeout, Answer(False, False, "no answer within the timeout"))
+        token = node.asks = self._wait(node, e.timeout, Answer(False, False, "no answer within the timeout"))
         d1 = self.delay(node.idx)
-        if d1 is not None:
+        if d1 is None:
+            self._lost(node)
+        else:
             self.push(self.now + d1, CMD, 1 - node.idx, 0, (e.role, e.epoch, e.cause, e.why, node.idx, node.inc, token))
         return WAIT
 
@@ -587,6 +614,8 @@ class World:
         node = self.nodes[idx]
         if node.alive:
             self.locked(node, lambda: self._obey(node, payload))
+        else:
+            self._lost(self.nodes[1 - idx])
 
     def _obey(self, node: Node, payload: Any) -> None:
         role, epoch, cause, why, src, src_inc, token = payload
@@ -595,7 +624,11 @@ class World:
 
         def answer(out: Outcome) -> None:
             back = self.delay(node.idx)
-            if back is not None:
+            if back is None:
+                asker = self.nodes[src]
+                if asker.inc == src_inc and asker.wait == token:
+                    self._lost(asker)
+            else:
                 s = node.state
                 reply = Answer(not out.refused, True, out.reason if out.refused else "ok", s.role, s.epoch)
                 self.push(self.now + back, REPLY, src, src_inc, (token, reply))
@@ -874,9 +907,11 @@ class World:
         node.busy = False
         node.run = node.done = None
         node.wait = 0
+        node.held = False
         node.tick = None
         node.keep_due = False
         node.kept = kept
+        self._lost(self.nodes[1 - node.idx])  # a command it had not answered yet
         self.checks.on_node_down(node, was_active, back_at)
 
     def _on_boot(self, idx: int, payload: Any) -> None:
