@@ -140,7 +140,9 @@ class Checks:
         self.wid += 1
         now = self.w.now
         self.windows[self.wid] = Window(name, node, now, now + bound, self.dseq)
-        self.w.push(now + bound, 13, 0, 0, self.wid)  # world.DEADLINE
+        # world.DEADLINE, judged just after the bound: "within" includes it, and whatever happens at that very
+        # instant (a promotion, a switch's refusal at T = I) happens before the judgement.
+        self.w.push(now + bound + 1e-9, 13, 0, 0, self.wid)
 
     # -- safety, at every step -------------------------------------------------------------------
 
