@@ -119,7 +119,7 @@ class BenchPair:
     profile: Profile
     extra: dict[str, str] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
-    runtime_api: bool = True  # the nodes tell the `api` load balancer (HS_LB_RUNTIME_API); False: no LB at all
+    runtime_api: bool = True  # the nodes tell the `api` load balancer (HS_LB_RUNTIME_API); False: no runtime API
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -236,9 +236,11 @@ class Bench:
                                              idle_cpu_pct_sprint_node_process=r["node_pct"], idle_detail_sprint=r)
 
     def idle(self, profile: Profile) -> Callable[[netns.Lab], None]:
-        """--only idle/memory: a pair steady behind HAProxy, its idle CPU (and memory) and nothing else."""
+        """--only idle/memory: a pair steady behind HAProxy, its idle CPU (and memory) and nothing else. The
+        default configuration: one HAProxy checking the nodes, no runtime API (a node told of a load balancer
+        that is not there would try it again every second)."""
         def run(lab: netns.Lab) -> None:
-            bp = BenchPair(lab, lab.base / f"idle-{profile.name}", profile)
+            bp = BenchPair(lab, lab.base / f"idle-{profile.name}", profile, runtime_api=False)
             try:
                 bp.start()
                 window = self.plan.idle_s if profile.name == "fast" else self.plan.idle_sprint_s

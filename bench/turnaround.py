@@ -5,11 +5,12 @@
 HAProxy retries a failed connect only after a turn-around of min(``timeout connect``, 1 s) and, by
 default, redispatches only on the last retry. A request that reached the old ACTIVE just before a
 promotion therefore waits out turn-arounds even after the arbiter has told HAProxy: that wait, not the
-call, is most of promotion → VIP at the sprint profile. One HAProxy, server1 refusing connections,
+call, was most of promotion → VIP at the sprint profile. One HAProxy, server1 refusing connections,
 server2 a backup answering; a request is sent, 30 ms later the runtime API takes server1 out, and the
 table shows when the request was answered, counted from that call, for the connect timeout and retries
-``render haproxy`` gives the sprint profile (100 ms, 3) and for a short turn-around covering the same
-outage (20 ms, 15).
+``render haproxy`` gave the sprint profile before (100 ms, 3, redispatch on the last retry) and gives
+it now (``retry_timing``: a 25 ms turn-around, retries covering the same outage, each retry
+dispatched afresh).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bench.pair import PROFILES
+from hotstandby.haproxy import check_timing, retry_timing
 from lab.waiting import free_port, stop_process, wait_until
 
 LEAD_S = 0.03  # the request is sent this long before HAProxy is told
@@ -56,13 +59,13 @@ def _get(port: int, out: dict[str, Any]) -> None:
     out["done"], out["status"] = time.monotonic(), data.split(b" ")[1].decode() if data else "none"
 
 
-def measure(connect_ms: int, retries: int, runs: int, alive: int) -> list[tuple[float, str]]:
+def measure(connect_ms: int, retries: int, runs: int, alive: int, every: bool) -> list[tuple[float, str]]:
     dead, vip, api = free_port("127.0.0.1"), free_port("127.0.0.1"), free_port("127.0.0.1")
     cfg = f"""global
     stats socket ipv4@127.0.0.1:{api} level admin
 defaults
     mode http
-    option redispatch
+    option redispatch{" 1" if every else ""}
     retries {retries}
     timeout connect {connect_ms}ms
     timeout client 5s
@@ -105,6 +108,11 @@ def _answers(port: int) -> bool:
     return True
 
 
+def configurations() -> tuple[tuple[int, int, bool], ...]:
+    """(timeout connect ms, retries, redispatch on every retry): the sprint profile's, before and now."""
+    return (100, 3, False), (*retry_timing(check_timing(PROFILES["sprint"].cluster, told=True)), True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.turnaround", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -112,14 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     server2 = ThreadingHTTPServer(("127.0.0.1", 0), _Server2)
     threading.Thread(target=server2.serve_forever, daemon=True).start()
-    print("| timeout connect | retries | answered after the call, median | max | statuses |")
-    print("|---:|---:|---:|---:|---|")
+    print("| timeout connect | retries | redispatch | answered after the call, median | max | statuses |")
+    print("|---:|---:|---|---:|---:|---|")
     try:
-        for connect_ms, retries in ((100, 3), (20, 15)):
-            rows = measure(connect_ms, retries, args.runs, server2.server_address[1])
+        for connect_ms, retries, every in configurations():
+            rows = measure(connect_ms, retries, args.runs, server2.server_address[1], every)
             waits = [w for w, _ in rows]
             statuses = ", ".join(sorted({s for _, s in rows}))
-            print(f"| {connect_ms} ms | {retries} | {1000 * statistics.median(waits):.0f} ms "
+            print(f"| {connect_ms} ms | {retries} | {'every retry' if every else 'last retry'} "
+                  f"| {1000 * statistics.median(waits):.0f} ms "
                   f"| {1000 * max(waits):.0f} ms | {statuses} |")
     finally:
         server2.shutdown()

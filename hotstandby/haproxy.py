@@ -44,6 +44,7 @@ _HOLD_MAX_MS = 10_000
 # within the 2 s the spec promises at any profile.
 _INTER_MIN_MS = 100
 _INTER_MAX_MS = 2000
+_TURN_MIN_MS, _TURN_MAX_MS = 25, 250  # the retry turn-around (timeout connect), see retry_timing
 
 
 class CheckTiming(NamedTuple):
@@ -125,6 +126,19 @@ def check_timing(cluster: ClusterSettings, mode: Mode = "follow-role", *, told: 
     return CheckTiming(inter, inter, inter, min(timeout_ms, inter), rise=2, fall=2 if told else 1)
 
 
+def retry_timing(timing: CheckTiming) -> tuple[int, int]:
+    """(``timeout connect`` in ms, ``retries``). HAProxy retries a failed connect after a turn-around of
+    min(timeout connect, 1 s); with ``option redispatch 1`` every retry is dispatched afresh, so a request
+    caught on a node that just died waits at most one turn-around after HAProxy learns the node is down
+    (with the runtime API, the moment of the promotion; by default it stayed on the dead node until the
+    last retry, two turn-arounds and more). The turn-around is a quarter of the check interval,
+    25..250 ms (a LAN connects in well under a millisecond), and the retries cover what three retries at
+    min(max(inter, 100 ms), 1 s) covered before (``python -m bench.turnaround`` measures both)."""
+    turn = min(max(timing.inter_ms // 4, _TURN_MIN_MS), _TURN_MAX_MS)
+    cover = 3 * min(max(timing.inter_ms, 100), 1000)
+    return turn, -(-cover // turn)
+
+
 def hold_ms(cluster: ClusterSettings, mode: Mode = "follow-role", *, told: bool = False) -> int:
     """How long HAProxy holds a request while no node is UP: a whole failover (the R1 bound,
     N·I + T + I) plus the load balancer's worst follow, at least 1 s, at most 10 s. A planned
@@ -178,10 +192,11 @@ defaults
     option httplog
     option dontlognull
     option log-health-checks
-    # A connection to a node that just went away is retried on the other one; HAProxy waits
-    # min(timeout connect, 1 s) before a retry, so the connect timeout follows the check interval.
-    option redispatch
-    retries 3
+    # A connection to a node that just went away is retried, each retry dispatched afresh (to the other
+    # node once this one is DOWN), after a turn-around of min(timeout connect, 1 s): a short one, and
+    # retries enough to outlast the old node's checks.
+    option redispatch 1
+    retries $retries
     timeout connect ${connect_ms}ms
     timeout client 30s
     timeout server 30s
@@ -263,6 +278,7 @@ def render_haproxy(
     port = app_port or cluster.monitor_port
     told = bool(runtime_api) and mode == "follow-role"
     timing = check_timing(cluster, mode, told=told)
+    turn_ms, retries = retry_timing(timing)
     names = [cluster.server1_address, cluster.server2_address]
     by_name = not all(_is_ip(h) for h in names)
     fast_opts = ""
@@ -285,7 +301,8 @@ def render_haproxy(
         lua_load=f"\n    lua-load {hold_lua}" if hold_lua else "",
         runtime_api=socket,
         hold=hold,
-        connect_ms=min(max(timing.inter_ms, 100), 1000),
+        connect_ms=turn_ms,
+        retries=retries,
         interval_s=f"{cluster.heartbeat_interval_s:g}",
         timeout_s=f"{cluster.heartbeat_timeout_s:g}",
         failures=cluster.failures_to_switch,

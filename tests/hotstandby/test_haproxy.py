@@ -20,7 +20,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from hotstandby.haproxy import CheckTiming, check_path, check_timing, hold_lua, hold_ms, render_haproxy, write_config
+from hotstandby.haproxy import (
+    CheckTiming,
+    check_path,
+    check_timing,
+    hold_lua,
+    hold_ms,
+    render_haproxy,
+    retry_timing,
+    write_config,
+)
 from hotstandby.settings import ClusterSettings
 from tests.needs import need
 
@@ -130,6 +139,19 @@ def test_follow_role_fast_profile_follows_within_two_seconds() -> None:
         "default-server check port 8080 inter 250ms fastinter 250ms downinter 250ms rise 2 fall 1 "
         "on-marked-down shutdown-sessions init-addr last,libc,none"
     ) in lines_of(cfg)
+
+
+@pytest.mark.parametrize("inter_ms", [100, 250, 400, 1000, 2000, 5000, 30000])
+def test_retries_turn_around_fast_and_outlast_what_three_did(inter_ms: int) -> None:
+    """The retry turn-around (timeout connect) is a quarter of the check interval within 25..250 ms, and
+    the retries together wait at least as long as three retries at clamp(inter, 100 ms, 1 s) did, so a
+    request caught on a dead node is given up no sooner than before; every retry is dispatched afresh."""
+    turn, retries = retry_timing(CheckTiming(inter_ms, inter_ms, inter_ms, 100, rise=2, fall=1))
+    assert turn == min(max(inter_ms // 4, 25), 250)
+    assert turn * retries >= 3 * min(max(inter_ms, 100), 1000) > turn * (retries - 1)
+    sprint = ClusterSettings(heartbeat_interval_s=0.1, heartbeat_timeout_s=0.1, failures_to_switch=3)
+    lines = lines_of(render_haproxy(sprint))
+    assert {"option redispatch 1", "retries 12", "timeout connect 25ms"} <= set(lines)
 
 
 def test_vendor_timing_is_the_vendor_guide() -> None:

@@ -30,6 +30,9 @@ check_timing docstring or deploy/haproxy/README.md.
 {{- $byName := not (and (regexMatch $ip $s1) (regexMatch $ip $s2)) -}}
 {{- $appPort := int $h.appPort | default (int $c.monitorPort) -}}
 {{- $check := printf "/IPSCFG/admin/monitor.aspx?mod=%s" $mod -}}
+{{- $turn := min (max (div $inter 4) 25) 250 -}}
+{{- $cover := mul 3 (min (max $inter 100) 1000) -}}
+{{- $retries := div (add $cover (sub $turn 1)) $turn -}}
 {{- $hold := min (max (add (mul (add $n 1) $iMs) $tMs $worst) 1000) 10000 -}}
 # haproxy.cfg rendered by hotstandby (mode: {{ $h.mode }}). Do not edit by hand:
 # regenerate with `hotstandby render haproxy` after changing the cluster settings.
@@ -48,11 +51,12 @@ defaults
     option httplog
     option dontlognull
     option log-health-checks
-    # A connection to a node that just went away is retried on the other one; HAProxy waits
-    # min(timeout connect, 1 s) before a retry, so the connect timeout follows the check interval.
-    option redispatch
-    retries 3
-    timeout connect {{ min (max $inter 100) 1000 }}ms
+    # A connection to a node that just went away is retried, each retry dispatched afresh (to the other
+    # node once this one is DOWN), after a turn-around of min(timeout connect, 1 s): a short one, and
+    # retries enough to outlast the old node's checks.
+    option redispatch 1
+    retries {{ $retries }}
+    timeout connect {{ $turn }}ms
     timeout client 30s
     timeout server 30s
     timeout http-request 10s
