@@ -144,6 +144,12 @@ def _rules(s: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
             return demote(s, rule="R12", cause=Cause.WITNESS,
                           why=f"witness lost: {_renewal_words(w, cfg)}, and {peer} does not confirm STANDBY; "
                               "stepping down before the lease can expire")
+        if w.holder != me and not w.reachable and not peer_confirms_standby(obs):
+            # A fresh renewal says nothing of the key: ours lapsed (a pause, an outage) and a new lease was
+            # granted, and now the witness does not answer, so the key cannot be taken back.
+            return demote(s, rule="R12", cause=Cause.WITNESS,
+                          why=f"witness lost: the key was not {me}'s at the last read and the witness does not "
+                              f"answer to take it back, and {peer} does not confirm STANDBY")
     if s.maintenance:
         return Decision(s, f"PAUSE: maintenance on, no automatic switch; {me} stays {s.role}")
     lan_now = obs.lan_ok is not False

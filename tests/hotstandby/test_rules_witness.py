@@ -37,8 +37,9 @@ def held(node: str, age: float = 0.01) -> WitnessView:
 
 
 def lost(age: float = L) -> WitnessView:
-    """The witness has not answered since a renewal ``age`` seconds ago."""
-    return wv(age, reachable=False)
+    """The witness has not answered since a renewal ``age`` seconds ago; the last read named server1 (the
+    ACTIVE in these tests) as the holder (``holds`` is unknown, so False, while it does not answer)."""
+    return wv(age, reachable=False, holder="server1")
 
 
 def with_witness(obs: Observation, w: WitnessView) -> Observation:
@@ -78,6 +79,20 @@ def test_an_active_renewed_just_under_l_minus_i_ago_stays() -> None:
     """One missed renewal is not a loss: below L − I the ACTIVE stays, whatever the peer says."""
     d = decide(active("server1"), fail(witness=lost(L - I - 0.01)), fast())
     assert (d.state.role, d.actions) == (Role.ACTIVE, ())
+
+
+def test_an_active_whose_key_lapsed_steps_down_when_the_witness_stops_answering() -> None:
+    """Simulator seed 8751: a frozen ACTIVE thaws after its lease expired, gets a new lease (a fresh renewal)
+    but not the key, and then loses the witness; its renewal is young, but the key is not its own and cannot
+    be taken back: R12 steps down at once (without this it stayed ACTIVE beside the peer for L − I)."""
+    lapsed = wv(0.5, reachable=False, holder=None, holds=False)
+    d = decide(active("server1"), fail(witness=lapsed), fast())
+    assert (d.state.role, d.rule) == (Role.STANDBY, "R12")
+    assert "the key was not server1's at the last read" in d.reason
+    kept = decide(active("server1"), ok(pv("server2", Role.STANDBY), witness=lapsed), fast())
+    assert kept.state.role is Role.ACTIVE  # the failsafe still holds: the peer is STANDBY this tick
+    reachable = decide(active("server1"), fail(witness=wv(0.5, holder=None, holds=False)), fast())
+    assert reachable.state.role is Role.ACTIVE  # the witness answers: the tick's end takes the key back
 
 
 def test_failsafe_a_peer_confirming_standby_this_tick_keeps_the_active() -> None:

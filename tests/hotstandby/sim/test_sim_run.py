@@ -133,7 +133,7 @@ def test_cli_witness_and_plant_options_reach_the_report_and_the_replay() -> None
     assert run_cli(0, STEPS, 5, True, processes=1, witness=True, out=lines.append) == 0
     assert json.loads(lines[-1])["witness"] is True
     lines.clear()
-    assert run_cli(1, STEPS, 1, True, processes=1, witness=True, plant="promote-without-key", out=lines.append) == 1
+    assert run_cli(6, STEPS, 1, True, processes=1, witness=True, plant="promote-without-key", out=lines.append) == 1
     report = json.loads(lines[-1])
     assert report["plant"] == "promote-without-key"
     assert "--witness --plant promote-without-key" in report["replays"][0]["replay"]
