@@ -140,16 +140,10 @@ def _rules(s: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
         if w.reachable and w.holder == peer:
             return demote(s, rule="R12", cause=Cause.WITNESS,
                           why=f"the witness names {peer} ACTIVE: it holds the key, {me} does not")
-        if witness_lost(w, cfg) and not peer_confirms_standby(obs):
+        if witness_lost(w, cfg, me) and not peer_confirms_standby(obs):
             return demote(s, rule="R12", cause=Cause.WITNESS,
-                          why=f"witness lost: {_renewal_words(w, cfg)}, and {peer} does not confirm STANDBY; "
+                          why=f"witness lost: {_loss_words(w, cfg, me)}, and {peer} does not confirm STANDBY; "
                               "stepping down before the lease can expire")
-        if w.holder != me and not w.reachable and not peer_confirms_standby(obs):
-            # A fresh renewal says nothing of the key: ours lapsed (a pause, an outage) and a new lease was
-            # granted, and now the witness does not answer, so the key cannot be taken back.
-            return demote(s, rule="R12", cause=Cause.WITNESS,
-                          why=f"witness lost: the key was not {me}'s at the last read and the witness does not "
-                              f"answer to take it back, and {peer} does not confirm STANDBY")
     if s.maintenance:
         return Decision(s, f"PAUSE: maintenance on, no automatic switch; {me} stays {s.role}")
     lan_now = obs.lan_ok is not False
@@ -178,8 +172,8 @@ def _rules(s: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
             return demote(s, rule="R13", cause=Cause.CANNOT_PERSIST, handover=healthy_peer,
                           why=f"cannot persist the role ({obs.store_problem}); handing over")
         failsafe = ""
-        if w is not None and witness_lost(w, cfg):
-            failsafe = f"; failsafe: witness lost ({_renewal_words(w, cfg)}) but {peer} confirms STANDBY"
+        if w is not None and witness_lost(w, cfg, me):
+            failsafe = f"; failsafe: witness lost ({_loss_words(w, cfg, me)}) but {peer} confirms STANDBY"
         return Decision(s, f"no action: {me} is ACTIVE ({s.rank}), epoch {s.epoch}, {_peer_words(s, n)}{failsafe}")
 
     # STANDBY from here on.
@@ -205,9 +199,14 @@ def _rules(s: NodeState, obs: Observation, cfg: ClusterSettings) -> Decision:
     return Decision(s, f"no action: {me} is STANDBY ({s.rank}), epoch {s.epoch}, {_peer_words(s, n)}")
 
 
-def witness_lost(w: WitnessView, cfg: ClusterSettings) -> bool:
-    """R12: the last successful renewal is L − I old (or there never was one): the next tick may be too late."""
+def witness_lost(w: WitnessView, cfg: ClusterSettings, me: str) -> bool:
+    """R12: the last successful renewal is L − I old (or there never was one): the next tick may be too late.
+    Or the witness does not answer and its last read did not name ``me`` as the key's holder: a fresh renewal
+    says nothing of the key (ours lapsed in a pause or an outage and a new lease was granted), and the key
+    cannot be taken back."""
     if w.renewal_age_s is None or w.lease_ttl_s is None:
+        return True
+    if not w.reachable and w.holder != me:
         return True
     return w.renewal_age_s >= w.lease_ttl_s - cfg.heartbeat_interval_s
 
@@ -217,11 +216,13 @@ def peer_confirms_standby(obs: Observation) -> bool:
     return obs.peer is not None and obs.peer.role is Role.STANDBY
 
 
-def _renewal_words(w: WitnessView, cfg: ClusterSettings) -> str:
+def _loss_words(w: WitnessView, cfg: ClusterSettings, me: str) -> str:
     if w.renewal_age_s is None or w.lease_ttl_s is None:
         return "no lease renewed yet"
-    return (f"last lease renewal {w.renewal_age_s:.2f} s ago, L − I = "
-            f"{w.lease_ttl_s - cfg.heartbeat_interval_s:g} s")
+    margin = w.lease_ttl_s - cfg.heartbeat_interval_s
+    if w.renewal_age_s < margin and not w.reachable and w.holder != me:
+        return f"the key was not {me}'s at the last read and the witness does not answer to take it back"
+    return f"last lease renewal {w.renewal_age_s:.2f} s ago, L − I = {margin:g} s"
 
 
 def _witness_gate(s: NodeState, obs: Observation, cfg: ClusterSettings, d: Decision) -> Decision:
@@ -321,7 +322,7 @@ def check_invariants(before: NodeState, d: Decision, cfg: ClusterSettings, obs: 
     after = d.state
     w = obs.witness if obs is not None else None
     if (w is not None and obs is not None and cfg.enabled and before.role is Role.ACTIVE
-            and after.role is Role.ACTIVE and witness_lost(w, cfg) and not peer_confirms_standby(obs)):
+            and after.role is Role.ACTIVE and witness_lost(w, cfg, before.node_id) and not peer_confirms_standby(obs)):
         raise InvariantError("stayed ACTIVE with the witness lost and no STANDBY peer to vouch for it")
     if (w is not None and cfg.enabled and not before.maintenance and before.role is Role.STANDBY
             and after.role is Role.ACTIVE and not w.reachable):

@@ -489,7 +489,7 @@ class World:
         assert isinstance(first, Commit)
         d = first.decision
         node.failsafe = (witness is not None and before.role is Role.ACTIVE and d.state.role is Role.ACTIVE
-                         and witness_lost(witness, self.cfg) and peer_confirms_standby(obs))
+                         and witness_lost(witness, self.cfg, node.id) and peer_confirms_standby(obs))
         self.checks.on_decision(node, before, obs, d)
         self.carry(node, plan, lambda _: self._tick_over(node, tk))
 

@@ -52,12 +52,12 @@ def with_witness(obs: Observation, w: WitnessView) -> Observation:
 @pytest.mark.parametrize(("age", "expected"), [(None, True), (0.0, False), (1.49, False), (1.5, True), (9.0, True)])
 def test_witness_is_lost_from_l_minus_i(age: float | None, expected: bool) -> None:
     """Lost when the last successful renewal is L − I old, or there never was one."""
-    assert witness_lost(wv(age, reachable=age is not None and age < 1), fast()) is expected
+    assert witness_lost(wv(age, reachable=age is not None and age < 1, holder="server1"), fast(), "server1") is expected
 
 
 def test_a_lease_never_granted_counts_as_lost() -> None:
     """No lease at all (etcd never answered): nothing to keep alive, so the witness is lost."""
-    assert witness_lost(wv(0.0, ttl=None), fast()) is True
+    assert witness_lost(wv(0.0, ttl=None), fast(), "server1") is True
 
 
 # The ACTIVE node -----------------------------------------------------------------------------------
@@ -219,7 +219,8 @@ def test_property_never_active_past_the_witness_without_a_standby_peer(obs: list
         d = decide(state, o, fast())
         assert o.witness is not None
         if d.state.role is Role.ACTIVE and state.role is Role.ACTIVE:
-            assert not witness_lost(o.witness, fast()) or (o.peer is not None and o.peer.role is Role.STANDBY)
+            vouched = o.peer is not None and o.peer.role is Role.STANDBY
+            assert not witness_lost(o.witness, fast(), "server1") or vouched
         if d.state.role is Role.ACTIVE and state.role is Role.STANDBY:
             assert o.witness.reachable and o.witness.holder != "server2"
         state = d.state
