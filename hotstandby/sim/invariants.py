@@ -78,7 +78,7 @@ class Checks:
         self.r1_bound = max(n * i + t + i, lease_s(cfg) + i + t) if self.witness else n * i + t + i
         self.r3_bound = n * i + i
         self.r4_bound = 2 * n * i + i
-        self.r10_bound = R10_BOUND_S + (5 * (0.02 * t + 0.0021) if self.witness else 0.0)  # see on_handover
+        self.r10_bound = R10_BOUND_S + (5 * world.longest_message() if self.witness else 0.0)  # see on_handover
         self.tick_s = i + t  # one tick: the interval, and the T its decision may wait for what it observes
         # A dual registration can begin this long after the last disturbance ended (the N-th
         # failure was counted before the heal, then a DEMOTE wait of T and the CTI startup).

@@ -67,6 +67,11 @@ PLANTS = ("late-step-down", "promote-without-key")
 # Event codes. Node-bound events carry the node's incarnation and vanish when it crashed since.
 (TICK, HANDLE, PART, CMD, REPLY, RESUME, CTI_UP, CTI_RESPAWN, CTI_LAPSE, MAINT, FAULT_ON, FAULT_OFF, BOOT,
  DEADLINE, LIVENESS, FINAL_MAINT, W_REQ, W_REPLY, W_SWEEP, GIVE_UP, KEEP) = range(21)
+
+# The message delays of an unslowed link: a share of T (the model scales with the operator's timing), etcd's
+# fsync on the witness's side, and the wire.
+LINK_SHARE, ETCD_FSYNC_S, WIRE_S = 0.02, 0.002, 1e-4
+
 _INC_BOUND = frozenset((TICK, PART, REPLY, RESUME, CTI_RESPAWN, W_REPLY, GIVE_UP, KEEP))
 # Handled by the node process, so held while it is frozen (the CTI process is not frozen with it).
 _FREEZABLE = frozenset((TICK, HANDLE, PART, CMD, REPLY, RESUME, CTI_RESPAWN, MAINT, W_REPLY, GIVE_UP, KEEP))
@@ -242,7 +247,6 @@ class World:
         self.push(sc.quiet_from + self.checks.settle, LIVENESS)
         for node in self.nodes:  # both start together (R6), not in lockstep
             self.push(self.rng.uniform(0.0, self.i), TICK, node.idx, node.inc)
-        self.horizon = sc.horizon
         while True:
             horizon = self.horizon
             self._play(horizon)
@@ -302,11 +306,15 @@ class World:
             return None
         if self.slow[src]:
             return self.t * self.rng.uniform(0.3, 1.6)  # up to and beyond T
-        return self.t * 0.02 * self.rng.random() + 1e-4
+        return self.t * LINK_SHARE * self.rng.random() + WIRE_S
 
     def w_delay(self, cut: bool) -> float | None:
         """One message between a node and the witness (etcd commits with an fsync: a few ms)."""
-        return None if cut else self.t * 0.02 * self.rng.random() + 0.002 * self.rng.random() + 1e-4
+        return None if cut else self.t * LINK_SHARE * self.rng.random() + ETCD_FSYNC_S * self.rng.random() + WIRE_S
+
+    def longest_message(self) -> float:
+        """The longest an unslowed message takes, to the peer or the witness (``delay``, ``w_delay``)."""
+        return self.t * LINK_SHARE + ETCD_FSYNC_S + WIRE_S
 
     def _relink(self) -> None:
         loss, slow = [0.0, 0.0], [False, False]
