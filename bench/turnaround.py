@@ -28,7 +28,8 @@ from typing import Any
 
 from bench.pair import PROFILES
 from hotstandby.haproxy import check_timing, retry_timing
-from lab.waiting import free_port, stop_process, wait_until
+from lab.haproxy import HAPROXY, ports
+from lab.waiting import stop_process, wait_until
 
 LEAD_S = 0.03  # the request is sent this long before HAProxy is told
 
@@ -60,7 +61,7 @@ def _get(port: int, out: dict[str, Any]) -> None:
 
 
 def measure(connect_ms: int, retries: int, runs: int, alive: int, every: bool) -> list[tuple[float, str]]:
-    dead, vip, api = free_port("127.0.0.1"), free_port("127.0.0.1"), free_port("127.0.0.1")
+    dead, vip, api = ports("127.0.0.1", 3)
     cfg = f"""global
     stats socket ipv4@127.0.0.1:{api} level admin
 defaults
@@ -81,7 +82,7 @@ backend hotstandby
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "haproxy.cfg"
         path.write_text(cfg)
-        proc = subprocess.Popen(["haproxy", "-f", str(path), "-db"], stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([HAPROXY, "-f", str(path), "-db"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
             wait_until(lambda: _answers(api), 5, "HAProxy's runtime API")
