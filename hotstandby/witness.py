@@ -20,13 +20,14 @@ import base64
 import contextlib
 import json
 import math
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-import httpx
+from hotstandby.http1 import Connection, HttpError
 
 USER_AGENT = "hotstandby-witness"
 NOT_CONTACTED = "not contacted yet"  # a report's detail before the first renewal
@@ -119,17 +120,45 @@ def _holder(kv: dict[str, Any]) -> Holder:
         return Holder(None, None, lease, rev)
 
 
+class _Link:
+    """One etcd endpoint: kept-alive connections (a second one only while the first is busy), HTTP Basic
+    when the URL carries a user, TLS with the system's CAs for ``https``."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.prefix = parts.path.rstrip("/")
+        self.tls = ssl.create_default_context() if parts.scheme == "https" else None
+        self.headers = {"user-agent": USER_AGENT, "content-type": "application/json"}
+        if parts.username is not None:
+            creds = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self.headers["authorization"] = "Basic " + base64.b64encode(creds).decode()
+        self._idle: list[Connection] = []
+
+    async def post(self, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
+        conn = self._idle.pop() if self._idle else Connection(self.tls)
+        r = await conn.request(self.host, self.port, "POST", self.prefix + path, body=body, headers=self.headers,
+                               timeout=timeout)  # HttpError closes it: dropped
+        if conn.open:
+            self._idle.append(conn)
+        return r.status, r.body
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+
 class EtcdWitness:
     """An etcd v3 cluster through its gRPC gateway (``/v3/...``), endpoints tried in turn."""
 
-    def __init__(self, urls: str, *, cluster: str, node_id: str, clock: Callable[[], float] = time.monotonic,
-                 client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, urls: str, *, cluster: str, node_id: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.endpoints = [u.strip().rstrip("/") for u in urls.split(",") if u.strip()]
         if not self.endpoints:
             raise ValueError("HS_WITNESS_URL: no endpoint")
         self._url = public_url(urls)
+        self._links = [_Link(u) for u in self.endpoints]
         self.key, self.node_id, self.clock = key_for(cluster), node_id, clock
-        self._http = client or httpx.AsyncClient(trust_env=False, headers={"user-agent": USER_AGENT})
         self._current = 0  # the endpoint that answered last: tried first next time
         self._lease: int | None = None
         self._lease_asked: int | None = None
@@ -145,7 +174,8 @@ class EtcdWitness:
         return self._report
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for link in self._links:
+            link.close()
 
     # -- transport: one JSON call, failing over between endpoints inside one time budget ------
     async def _call(self, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -160,17 +190,19 @@ class EtcdWitness:
             # Share what is left among the endpoints not tried yet: a hung one must not eat the budget.
             budget = max(left / (n - i), min(left, 0.05))
             try:
-                r = await self._http.post(self.endpoints[index] + path, json=body, timeout=budget)
-                if r.status_code >= 500:
-                    raise WitnessError(f"HTTP {r.status_code}")
-                data = r.json()  # not JSON (a wrong URL, a proxy's page): ValueError, try the next endpoint
+                status, answer = await self._links[index].post(path, json.dumps(body).encode(), budget)
+                if status >= 500:
+                    raise WitnessError(f"HTTP {status}")
+                data = json.loads(answer)  # not JSON (a wrong URL, a proxy's page): ValueError, try the next endpoint
                 if not isinstance(data, dict):
                     raise WitnessError("not an etcd answer")
-                if r.status_code != 200:  # a refused request (e.g. no such lease): etcd answered, the caller reads it
-                    data = {"error": data.get("error") or data.get("message") or f"HTTP {r.status_code}"}
+                if status != 200:  # a refused request (e.g. no such lease): etcd answered, the caller reads it
+                    data = {"error": data.get("error") or data.get("message") or f"HTTP {status}"}
                 self._current = index
                 return data
-            except (httpx.HTTPError, ValueError, WitnessError) as exc:
+            except HttpError as exc:  # its text names what happened: refused, reset, timed out
+                errors.append(f"{self.endpoints[index]}: {exc}")
+            except (ValueError, WitnessError) as exc:
                 errors.append(f"{self.endpoints[index]}: {type(exc).__name__}{f' {exc}' if str(exc) else ''}")
         raise WitnessError("; ".join(errors) or f"no answer within {timeout:g} s")
 

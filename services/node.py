@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import shlex
@@ -22,11 +23,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import uvicorn
 
 from hotstandby.ftlog import FaultTolerantLog
 from hotstandby.hlc import HybridClock
+from hotstandby.http1 import Connection, HttpError, Response
 from hotstandby.metrics import ArbiterMetrics, monitor_registry
 from hotstandby.model import Decision, NodeState, Role
 from hotstandby.sdnotify import CHILD_ENV, Notifier
@@ -253,48 +254,51 @@ class _RemoteCti:
         self._n, self._role = n, role
         self._last: dict[str, Any] = {"state": "unknown"}
 
-    def _monitor(self, path: str) -> tuple[str, ssl.SSLContext | bool]:
-        """The local monitor's URL for ``path``, and how to verify it."""
+    def _monitor(self) -> tuple[str, int, ssl.SSLContext | None]:
+        """The local monitor's address, and the TLS context to reach it with (None: plain HTTP)."""
         cfg, node = self._n.config.current, self._n.node
         if node.tls:  # the monitor's certificate names the node's address, not 127.0.0.1
             host = node.local_address or cfg.address_of(node.node_id)
-            url = f"https://{'[' + host + ']' if ':' in host else host}:{cfg.monitor_port}{path}"
-            return url, client_context(node.tls_ca_file, node.tls_cert_file, node.tls_key_file)
+            return host, cfg.monitor_port, client_context(node.tls_ca_file, node.tls_cert_file, node.tls_key_file)
         host = "127.0.0.1" if node.bind_host in ("", "0.0.0.0", "::") else node.bind_host
-        return f"http://{host}:{cfg.monitor_port}{path}", False
+        return host, cfg.monitor_port, None
+
+    async def _call(self, method: str, path: str, timeout: float, headers: dict[str, str] | None = None) -> Response:
+        host, port, tls = self._monitor()
+        conn = Connection(tls)
+        try:
+            return await conn.request(host, port, method, path, headers=headers, timeout=timeout)
+        finally:
+            conn.close()
 
     async def converge(self) -> None:
-        url, verify = self._monitor("/cti")
         deadline = time.monotonic() + 5.0
-        async with httpx.AsyncClient(trust_env=False, verify=verify) as client:
-            while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError, ValueError):
-                    self._last = (await client.get(url, timeout=1.0)).json()
-                    active = self._role() is Role.ACTIVE
-                    if (self._last.get("state") in ("starting", "running")) == active:
-                        return
-                await asyncio.sleep(0.05)
+        while time.monotonic() < deadline:
+            with contextlib.suppress(HttpError, ValueError):
+                self._last = json.loads((await self._call("GET", "/cti", 1.0)).body)
+                active = self._role() is Role.ACTIVE
+                if (self._last.get("state") in ("starting", "running")) == active:
+                    return
+            await asyncio.sleep(0.05)
 
     def snapshot(self) -> dict[str, Any]:
         return self._last
 
     async def restart(self) -> str | None:
         """The monitor's own ``POST /cti/restart``, with this node's admin token."""
-        url, verify = self._monitor("/cti/restart")
         headers = {"authorization": f"Bearer {self._n.node.admin_token}"}
         try:
-            async with httpx.AsyncClient(trust_env=False, verify=verify) as client:
-                r = await client.post(url, headers=headers, timeout=10.0)
-        except httpx.HTTPError as exc:
-            return f"the monitor did not answer ({type(exc).__name__})"
+            r = await self._call("POST", "/cti/restart", 10.0, headers)
+        except HttpError as exc:
+            return f"the monitor did not answer ({exc})"
         with contextlib.suppress(ValueError):
-            body = r.json()
-            if r.status_code == 200 and isinstance(body, dict):
+            body = json.loads(r.body)
+            if r.status == 200 and isinstance(body, dict):
                 self._last = body
                 return None
             if isinstance(body, dict) and isinstance(body.get("detail"), str):
                 return str(body["detail"])
-        return f"the monitor answered HTTP {r.status_code}"
+        return f"the monitor answered HTTP {r.status}"
 
     def vouch(self) -> tuple[bool, str | None]:
         return False, None  # the monitor is another process: only its own probe speaks for it
