@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -44,7 +45,7 @@ from services.hooks import Event, Hooks, cti_event
 from services.monitor.app import MonitorContext, probe
 from services.monitor.app import create_app as create_monitor_app
 from services.monitor.cti import CtiService, NotActive
-from services.monitor.hotpath import HotProbes
+from services.monitor.hotpath import ProbeFirst
 from services.monitor.supervisor import CtiSupervisor
 
 log = logging.getLogger("hotstandby.node")
@@ -109,12 +110,15 @@ def _http_protocol() -> Any:
     try:
         from services.segments import HttpToolsOneWrite
     except ImportError:  # httptools is not installed
-        return "auto"
+        from uvicorn.protocols.http.auto import AutoHTTPProtocol
+        return AutoHTTPProtocol
     return HttpToolsOneWrite
 
 
-def _server(app: Any, node: NodeSettings, port: int) -> _Server:
-    """Keep-alive 120 s: the peer's probe connections stay open between ticks (lane.KEEPALIVE_S)."""
+def _server(app: Any, node: NodeSettings, port: int, probe: Callable[[str], tuple[int, str]] | None = None) -> _Server:
+    """Keep-alive 120 s: the peer's probe connections stay open between ticks (lane.KEEPALIVE_S). With
+    ``probe`` (the monitor) each connection's plain probe GETs are answered before uvicorn's protocol is
+    even made (services/monitor/hotpath.py)."""
     ssl: dict[str, Any] = {}
     if node.tls:
         ssl = {"ssl_certfile": node.tls_cert_file, "ssl_keyfile": node.tls_key_file}
@@ -124,7 +128,9 @@ def _server(app: Any, node: NodeSettings, port: int) -> _Server:
     # HAProxy read neither, and every answer on the peer link is shorter without them.
     config = uvicorn.Config(app, host=node.bind_host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=1, timeout_keep_alive=120, lifespan="off",
-                            server_header=False, date_header=False, http=_http_protocol(), **ssl)
+                            server_header=False, date_header=False,
+                            http=partial(ProbeFirst, probe, _http_protocol()) if probe else _http_protocol(),  # type: ignore[arg-type]
+                            **ssl)
     return _Server(config)
 
 
@@ -211,7 +217,8 @@ def _self_check(n: Node) -> Callable[[], str | None]:
     return check
 
 
-def _monitor_app(n: Node, role: Callable[[], Role | None]) -> Any:
+def _monitor_app(n: Node, role: Callable[[], Role | None]) -> tuple[Any, Callable[[str], tuple[int, str]]]:
+    """The monitor's application, and its probe's answer (for ProbeFirst in front of it)."""
     assert n.supervisor is not None and n.cti is not None
     sup = n.supervisor
     ctx = MonitorContext(
@@ -219,7 +226,7 @@ def _monitor_app(n: Node, role: Callable[[], Role | None]) -> Any:
         role=role, cti=n.cti, registry=monitor_registry(n.node.node_id, lambda: sup.up, lambda: sup.restarts),
         ftlog=n.ftlog, self_check=_self_check(n),
     )
-    return HotProbes(create_monitor_app(ctx), probe(ctx))
+    return create_monitor_app(ctx), probe(ctx)
 
 
 class _LocalCti:
@@ -342,7 +349,8 @@ async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter:
                 rec = n.store.load_node()
                 return (Role(rec.role), rec.epoch) if rec else (None, 0)
         n.cti = CtiService(n.supervisor, role_here)
-        n.servers.append(_server(_monitor_app(n, lambda: role_here()[0]), node, cfg.monitor_port))
+        app, answer = _monitor_app(n, lambda: role_here()[0])
+        n.servers.append(_server(app, node, cfg.monitor_port, answer))
     if with_arbiter:
         peer = PeerClient(node, lambda: n.config.current)
         cti = _LocalCti(n.cti) if n.cti else _RemoteCti(n, lambda: n.arbiter.state.role if n.arbiter else Role.STANDBY)
