@@ -39,13 +39,14 @@ from hotstandby.witness import EtcdWitness
 from services.arbiter.app import create_app as create_arbiter_app
 from services.arbiter.config import ConfigBook
 from services.arbiter.heartbeat import Arbiter
-from services.arbiter.hotpath import HotBeats
+from services.arbiter.hotpath import beat_route
 from services.arbiter.peer import PeerClient
+from services.fastpath import FastFirst, Route
 from services.hooks import Event, Hooks, cti_event
 from services.monitor.app import MonitorContext, probe
 from services.monitor.app import create_app as create_monitor_app
 from services.monitor.cti import CtiService, NotActive
-from services.monitor.hotpath import ProbeFirst
+from services.monitor.hotpath import probe_route
 from services.monitor.supervisor import CtiSupervisor
 
 log = logging.getLogger("hotstandby.node")
@@ -115,10 +116,10 @@ def _http_protocol() -> Any:
     return HttpToolsOneWrite
 
 
-def _server(app: Any, node: NodeSettings, port: int, probe: Callable[[str], tuple[int, str]] | None = None) -> _Server:
-    """Keep-alive 120 s: the peer's probe connections stay open between ticks (lane.KEEPALIVE_S). With
-    ``probe`` (the monitor) each connection's plain probe GETs are answered before uvicorn's protocol is
-    even made (services/monitor/hotpath.py)."""
+def _server(app: Any, node: NodeSettings, port: int, route: Route) -> _Server:
+    """Keep-alive 120 s: the peer's probe connections stay open between ticks (lane.KEEPALIVE_S). What
+    ``route`` takes (the probes, the exchange) is answered before uvicorn's protocol is even made
+    (services/fastpath.py); no proxy headers are read (nothing here sits behind a proxy that sets them)."""
     ssl: dict[str, Any] = {}
     if node.tls:
         ssl = {"ssl_certfile": node.tls_cert_file, "ssl_keyfile": node.tls_key_file}
@@ -128,9 +129,8 @@ def _server(app: Any, node: NodeSettings, port: int, probe: Callable[[str], tupl
     # HAProxy read neither, and every answer on the peer link is shorter without them.
     config = uvicorn.Config(app, host=node.bind_host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=1, timeout_keep_alive=120, lifespan="off",
-                            server_header=False, date_header=False,
-                            http=partial(ProbeFirst, probe, _http_protocol()) if probe else _http_protocol(),  # type: ignore[arg-type]
-                            **ssl)
+                            server_header=False, date_header=False, proxy_headers=False,
+                            http=partial(FastFirst, route, _http_protocol()), **ssl)  # type: ignore[arg-type]
     return _Server(config)
 
 
@@ -217,8 +217,8 @@ def _self_check(n: Node) -> Callable[[], str | None]:
     return check
 
 
-def _monitor_app(n: Node, role: Callable[[], Role | None]) -> tuple[Any, Callable[[str], tuple[int, str]]]:
-    """The monitor's application, and its probe's answer (for ProbeFirst in front of it)."""
+def _monitor_app(n: Node, role: Callable[[], Role | None]) -> tuple[Any, Route]:
+    """The monitor's application, and the route its connections answer first (the probes)."""
     assert n.supervisor is not None and n.cti is not None
     sup = n.supervisor
     ctx = MonitorContext(
@@ -226,7 +226,7 @@ def _monitor_app(n: Node, role: Callable[[], Role | None]) -> tuple[Any, Callabl
         role=role, cti=n.cti, registry=monitor_registry(n.node.node_id, lambda: sup.up, lambda: sup.restarts),
         ftlog=n.ftlog, self_check=_self_check(n),
     )
-    return create_monitor_app(ctx), probe(ctx)
+    return create_monitor_app(ctx), probe_route(probe(ctx))
 
 
 class _LocalCti:
@@ -349,8 +349,8 @@ async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter:
                 rec = n.store.load_node()
                 return (Role(rec.role), rec.epoch) if rec else (None, 0)
         n.cti = CtiService(n.supervisor, role_here)
-        app, answer = _monitor_app(n, lambda: role_here()[0])
-        n.servers.append(_server(app, node, cfg.monitor_port, answer))
+        app, route = _monitor_app(n, lambda: role_here()[0])
+        n.servers.append(_server(app, node, cfg.monitor_port, route))
     if with_arbiter:
         peer = PeerClient(node, lambda: n.config.current)
         cti = _LocalCti(n.cti) if n.cti else _RemoteCti(n, lambda: n.arbiter.state.role if n.arbiter else Role.STANDBY)
@@ -364,7 +364,7 @@ async def serve(node: NodeSettings, bootstrap: ClusterSettings, *, with_arbiter:
         except StoreError as exc:  # the restart's STANDBY cannot be written (a full or read-only data disk)
             raise cannot_write(node, exc) from None
         app = create_arbiter_app(n.arbiter)
-        n.servers.append(_server(HotBeats(app, app.state.beats), node, cfg.arbiter_port))
+        n.servers.append(_server(app, node, cfg.arbiter_port, beat_route(app.state.beats)))
     n.ftlog.write("Arbiter" if with_arbiter else "Monitor",
                   f"Starting {node.node_id} ({node.rank}) as STANDBY, epoch "
                   f"{n.arbiter.state.epoch if n.arbiter else '-'}; hot standby {'on' if cfg.enabled else 'off'}")

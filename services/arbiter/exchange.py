@@ -180,7 +180,7 @@ class Exchange:
             self.settings.pull_soon()
         return self.me.view() | {"t2": t2, "t3": mem.wall()}
 
-    async def on_beat(self, raw: bytes) -> bytes:
+    def on_beat(self, raw: bytes) -> bytes:
         """The peer's half of a compact exchange (protocol 2): ``raw`` is the ask's body, already
         authenticated; the answer's body, or WireError (the caller's 422)."""
         mem = self.mem

@@ -239,8 +239,8 @@ class Arbiter:
     async def on_heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.exchange.on_heartbeat(body)
 
-    async def on_beat(self, raw: bytes) -> bytes:
-        return await self.exchange.on_beat(raw)
+    def on_beat(self, raw: bytes) -> bytes:
+        return self.exchange.on_beat(raw)
 
     async def set_maintenance(self, enabled: bool, who: str) -> bool:
         return await self.exchange.set_maintenance(enabled, who)

@@ -54,10 +54,13 @@ class PeerClient:
         self._cluster = cluster
         self._scheme = "https" if node.tls else "http"
         tls = _tls(node)
+        # Each lane carries one kind of call only: the peer answers the probe and the compact exchange on
+        # the connection's own protocol (services/fastpath.py) for as long as a connection carries nothing
+        # else; the first other request hands that connection to the application for good.
         self._monitor = Lane(tls)  # the first channel: the peer monitor's probe
-        # The second channel, the state exchange with the peer arbiter; role commands and config
-        # pulls use its warm connections too, once each (not hedged: a command is sent once).
-        self._arbiter = Lane(tls)
+        self._arbiter = Lane(tls)  # the second: the compact exchange with the peer arbiter
+        # Role commands, config pulls and the long exchange (an earlier release's): kept warm apart.
+        self._commands = Lane(tls)
 
     @property
     def address(self) -> str:
@@ -107,7 +110,7 @@ class PeerClient:
 
     async def _call(self, method: str, path: str, payload: Callable[[], Any], timeout: float,
                     hedges: int) -> CallResult:
-        """A signed call to the peer arbiter over the exchange's lane; ``payload`` is made afresh for
+        """A signed call to the peer arbiter over the commands' lane; ``payload`` is made afresh for
         each attempt (its own signature, nonce and send time)."""
         host, port = self.address, self._cluster().arbiter_port
 
@@ -121,7 +124,7 @@ class PeerClient:
             res = self._result(r, sent)
             return Outcome("ok" if res.ok else "answer", res.detail, res)
 
-        out, _ = await self._arbiter.hedged(attempt, timeout, hedges)
+        out, _ = await self._commands.hedged(attempt, timeout, hedges)
         return out.value if out.value is not None else CallResult(False, None, None, out.detail)
 
     async def beat(self, make: Callable[[], wire.Beat], timeout: float) -> CallResult:
@@ -160,3 +163,4 @@ class PeerClient:
     async def aclose(self) -> None:
         await self._monitor.aclose()
         await self._arbiter.aclose()
+        await self._commands.aclose()

@@ -2,7 +2,7 @@
 pair's secret (HS_PEER_SECRET, ``hotstandby.peerauth``) and refused with 401 otherwise.
 
 - ``POST /peer/hb``: the state exchange in its compact form (protocol 2), signed in one header; in front of
-  the app, ``hotpath.HotBeats`` answers it through the same ``BeatEndpoint`` (``app.state.beats``)
+  the app, ``hotpath.beat_route`` answers it through the same ``BeatEndpoint`` (``app.state.beats``)
 - ``POST /peer/heartbeat``: the state exchange in its long form (protocol 1, earlier releases)
 - ``POST /peer/role``: a role command (409 when it is stale)
 - ``GET /peer/config``: the cluster settings, empty when the asker's digest is already ours
@@ -78,7 +78,7 @@ def install_peer_api(app: FastAPI, arbiter: Arbiter, refused: Callable[[str], No
     app.include_router(peer)
 
     # The compact exchange (protocol 2): signed in one header, not by the peer router's dependency.
-    # hotpath.HotBeats, in front of this app (node.py), answers it through the same BeatEndpoint.
+    # hotpath.beat_route, on the server's connections (node.py), answers it through the same BeatEndpoint.
     beats = app.state.beats = BeatEndpoint(arbiter.on_beat, verifier, refused)
 
     @app.post(wire.PATH, tags=["peer"], operation_id="peerBeat", response_class=Response,
@@ -89,5 +89,5 @@ def install_peer_api(app: FastAPI, arbiter: Arbiter, refused: Callable[[str], No
                   "requestBody": {"required": True, "content": {"application/json": {"schema": schema_ref("Beat")}}}})
     async def beat(request: Request) -> Response:
         host = request.client.host if request.client else "?"
-        status, body = await beats.reply(await request.body(), request.headers.get("x-hs"), host)
+        status, body = beats.reply(await request.body(), request.headers.get("x-hs"), host)
         return Response(body, status_code=status, media_type="application/json")

@@ -57,7 +57,7 @@ class MonitorContext:
 
 
 def probe(ctx: MonitorContext) -> Callable[[str], tuple[int, str]]:
-    """The probe's answer for a ``mod``: one implementation for the route and for hotpath.ProbeFirst."""
+    """The probe's answer for a ``mod``: one implementation for the route and for services/fastpath.FastFirst."""
     def reply(mod: str) -> tuple[int, str]:
         return answer(mod, role=ctx.role, self_check=ctx.self_check)
 
@@ -72,7 +72,7 @@ def create_app(ctx: MonitorContext) -> FastAPI:
     install_error_handlers(app)
     admin = admin_guard(ctx.node.admin_token, lambda msg: ctx.ftlog.write("Monitor", msg))
 
-    reply = probe(ctx)  # hotpath.ProbeFirst (the server's protocol, node.py) answers plain GETs with it too
+    reply = probe(ctx)  # services/fastpath.FastFirst (the server's protocol, node.py) answers plain GETs with it too
 
     def probe_answer(mod: str) -> PlainTextResponse:
         status, text = reply(mod)

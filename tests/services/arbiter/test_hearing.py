@@ -161,7 +161,7 @@ def test_an_active_counts_the_standbys_ask_as_its_heartbeat_and_sends_nothing(tm
 
         async def asked() -> None:
             raw = wire.encode(peer.beat((time.time(),)))
-            wire.decode(await a.exchange.on_beat(raw))  # the answer is a valid compact body
+            wire.decode(a.exchange.on_beat(raw))  # the answer is a valid compact body
 
         heard = await a.hearing.observe(a.cluster)  # never asked: it asks
         assert heard.ok and heard.channels["exchange"]["by"] == "asking" and peer.requests == [wire.PATH]
@@ -209,7 +209,7 @@ def test_the_compact_ask_is_signed_and_refused_unsigned(tmp_path: Path) -> None:
     async def body(a: Arbiter, clock: FakeClock) -> None:
         raw = wire.encode(replace(peer.beat((time.time(),)), node_id="server2"))
         try:
-            await a.exchange.on_beat(raw)
+            a.exchange.on_beat(raw)
         except wire.WireError as exc:
             assert str(exc).startswith("n:")
         else:

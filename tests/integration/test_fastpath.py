@@ -1,15 +1,21 @@
-"""The monitor's probes answered below the server (services/monitor/hotpath.ProbeFirst) answer exactly as the
-documented route does, on a real node: status, headers and body, kept and closed connections, a request
-split across reads, pipelined requests, and a connection handed to the application mid-way."""
+"""What the connections answer below the server (services/fastpath.py: the monitor's probes, the compact
+exchange) is what the documented routes answer, on a real node: status, headers and body, kept and closed
+connections, a request split across reads, pipelined requests, a connection handed to the application
+mid-way, and the exchange's refusals."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
 import pytest
 
-from lab.localpair import ADDR, Pair
+from hotstandby.hlc import Timestamp
+from hotstandby.model import Role
+from hotstandby.peerauth import H_COMPACT, sign_compact
+from lab.localpair import ADDR, SECRET, Pair
+from services.arbiter import wire
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +45,9 @@ def _shape(head: bytes, body: bytes) -> tuple[str, dict[str, str], str]:
     return lines[0], headers, body.decode()
 
 
-def _ask(pair: Pair, node: str, raw: bytes) -> tuple[tuple[str, dict[str, str], str], bool]:
+def _ask(pair: Pair, node: str, raw: bytes, port: int | None = None) -> tuple[tuple[str, dict[str, str], str], bool]:
     """One request on a new connection: the answer's shape, and whether the server then closed."""
-    with socket.create_connection((ADDR[node], pair.monitor_port), timeout=5) as s:
+    with socket.create_connection((ADDR[node], port or pair.monitor_port), timeout=5) as s:
         s.sendall(raw)
         head, body, rest = _read_answer(s, b"")
         s.settimeout(0.3)
@@ -107,3 +113,41 @@ def test_connection_close_is_honoured(started: Pair) -> None:
     assert closed and shape[1].get("connection") == "close"
     shape, closed = _ask(started, "server1", f"GET {FAST}?mod=FT HTTP/1.1\r\n\r\n".encode())
     assert not closed and "connection" not in shape[1]
+
+
+def _beat_request(path: str, body: bytes, signed: bool = True) -> bytes:
+    auth = f"{H_COMPACT}: {sign_compact(SECRET, 'POST', wire.PATH, body, node='server2')}\r\n" if signed else ""
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+@pytest.mark.parametrize("case", ["valid", "unsigned", "not JSON", "wrong node"])
+def test_the_exchange_answers_as_the_route(started: Pair, case: str) -> None:
+    """server2's compact ask of server1, below the server and through the application (a '%' in the path)."""
+    def body() -> bytes:
+        if case == "not JSON":
+            return b"{nope"
+        ask = wire.Beat(node_id="server1" if case == "wrong node" else "server2", role=Role.STANDBY, epoch=0,
+                        can_be_active=True, lan_ok=True, serves=True, app_ok=True, maintenance=False,
+                        maintenance_at=Timestamp(0), maintenance_origin="", digest="0" * 16,
+                        hlc=Timestamp(int(time.time() * 1000)), role_since=None, times=(time.time(),))
+        return wire.encode(ask)
+
+    shapes = []
+    for path in (wire.PATH, "/peer/%68b"):
+        (status, headers, text), closed = _ask(started, "server1", _beat_request(path, body(), case != "unsigned"),
+                                               started.arbiter_port)
+        assert not closed and headers["content-type"] == "application/json"
+        shapes.append((status, text if case != "valid" else wire.decode(text.encode()).node_id))
+    assert shapes[0] == shapes[1]
+    status, detail = shapes[0]
+    expected = {"valid": ("HTTP/1.1 200 OK", "server1"), "unsigned": ("HTTP/1.1 401 Unauthorized", None),
+                "not JSON": ("HTTP/1.1 422 Unprocessable Entity", None),
+                "wrong node": ("HTTP/1.1 422 Unprocessable Entity", None)}[case]
+    assert status == expected[0]
+    if expected[1]:
+        assert detail == expected[1]
+    elif case == "unsigned":
+        assert json.loads(detail)["detail"].startswith("peer authentication failed")
+    else:
+        assert json.loads(detail)["detail"][0]["loc"][0] == "body"
