@@ -16,6 +16,7 @@ commit and command) its figures come from. A file that is missing, or a figure i
 | chaos, witness | chaos.json | ``make chaos``, then ``python -m bench.record chaos`` |
 | bench | latest.json | ``make bench`` (``python -m bench``) |
 | issue15 | before.json, latest.json | ``make bench`` on main before issue 15, and after |
+| imports | imports.json | ``python -m bench.imports --record`` |
 """
 
 from __future__ import annotations
@@ -186,6 +187,13 @@ def issue15(results: Path) -> str:
                       before_after(before or {}, after)])
 
 
+def imports(results: Path) -> str:
+    from bench.imports import table
+
+    data = load(results, "imports.json")
+    return "\n".join([source("imports.json", data), "", table(data["rows"])]) if data else source("imports.json", None)
+
+
 def nemesis(results: Path) -> str:
     """``make nemesis``'s published summary (lab/nemesis/cli.py --results), as it wrote it, and its charts."""
     summary = results / "nemesis" / "summary.md"
@@ -198,7 +206,7 @@ def nemesis(results: Path) -> str:
 
 SECTIONS: dict[str, Callable[[Path], str]] = {"demo": demo, "hold": hold, "sim": sim, "chaos": chaos,
                                                "witness": witness, "bench": bench, "issue15": issue15,
-                                               "nemesis": nemesis}
+                                               "imports": imports, "nemesis": nemesis}
 
 
 def render(text: str, results: Path = RESULTS) -> str:
