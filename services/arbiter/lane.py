@@ -120,6 +120,14 @@ class Lane:
                 launch()  # a failed attempt is retried at once, a silent one hedged on schedule
         return last, time.monotonic() - start
 
+    def cool(self) -> None:
+        """Close the idle connections: the peer stopped answering on another lane, so these may lead
+        one way only (a one-way cut lets a request in and no answer out)."""
+        for conn in self._conns:
+            if not conn.busy:
+                conn.client.close()
+                conn.warm = False
+
     async def aclose(self) -> None:
         for task in list(self._lingering):
             task.cancel()

@@ -146,6 +146,10 @@ class PeerClient:
             return Outcome("answer", res.detail, res)
 
         out, _ = await self._arbiter.hedged(attempt, timeout)
+        if out.kind == "error":
+            # No answer at all: a command must not go out on a connection warmed before the peer fell silent
+            # (as when it shared the exchange's lane, whose failed attempts close their connections).
+            self._commands.cool()
         return out.value if out.value is not None else CallResult(False, None, None, out.detail)
 
     async def exchange(self, payload: Callable[[], dict[str, Any]], timeout: float) -> CallResult:

@@ -8,8 +8,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from hotstandby.hlc import Timestamp
+from hotstandby.model import Role
 from hotstandby.settings import ClusterSettings, NodeSettings
 from lab.waiting import until
+from services.arbiter import wire
 from services.arbiter.lane import HEDGES
 from services.arbiter.peer import CallResult, PeerClient
 
@@ -188,3 +191,55 @@ def test_the_exchange_is_hedged_and_says_which_payload_was_answered() -> None:
     r = asyncio.run(run())
     assert r.ok
     assert r.sent["made"] != 1 and r.body == {"echo": r.sent["made"]}
+
+
+def test_a_silent_exchange_cools_the_commands_lane() -> None:
+    """A command never goes out on a connection warmed before the peer fell silent: after an exchange with
+    no answer at all, the next config pull opens a new connection (a one-way cut would let a command in
+    on the old one and no answer out)."""
+    served: list[list[bytes]] = []  # per connection, the paths it was asked
+
+    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        paths: list[bytes] = []
+        served.append(paths)
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                path = head.split(b" ")[1]
+                paths.append(path)
+                length = next((int(v) for k, _, v in (line.partition(b":") for line in head.split(b"\r\n"))
+                               if k.lower() == b"content-length"), 0)
+                await reader.readexactly(length)
+                if path.startswith(b"/peer/hb"):
+                    await asyncio.sleep(3600)  # the peer fell silent
+                body = b'{"settings": {}, "digest": "d"}'
+                writer.write(b"HTTP/1.1 200 X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                             % (len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    async def run() -> tuple[bool, bool, bool]:
+        server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+        cfg = ClusterSettings(server1_address="127.0.0.2", server2_address="127.0.0.1",
+                              arbiter_port=server.sockets[0].getsockname()[1],
+                              heartbeat_interval_s=0.3, heartbeat_timeout_s=0.3)
+        peer = PeerClient(NodeSettings(node_id="server1", peer_secret="s"), lambda: cfg)
+        try:
+            first = await peer.config("d", 2.0)
+            beat = await peer.beat(_beat, 0.3)
+            second = await peer.config("d", 2.0)
+        finally:
+            await peer.aclose()
+            server.close()
+        return first.ok, beat.ok, second.ok
+
+    first, beat, second = asyncio.run(run())
+    assert first and not beat and second
+    config_conns = [paths for paths in served if paths and paths[0].startswith(b"/peer/config")]
+    assert len(config_conns) == 2 and all(len(p) == 1 for p in config_conns)  # not the warm one again
+
+
+def _beat() -> wire.Beat:
+    return wire.Beat(node_id="server1", role=Role.STANDBY, epoch=0, can_be_active=True, lan_ok=True, serves=True,
+                     app_ok=True, maintenance=False, maintenance_at=Timestamp(0), maintenance_origin="",
+                     digest="d", hlc=Timestamp(0), role_since=None, times=(0.0,))
