@@ -13,6 +13,7 @@ it (``hotstandby.db.schema<N>.bak``). A database from a newer release is refused
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -34,6 +35,7 @@ from hotstandby.hlc import ZERO, Timestamp
 from hotstandby.replication import Stamped
 
 PROBE_EVERY_S = 5.0  # how often an idle node proves its database writable (WriteCheck)
+WRITABLE_PROBE = ".writable"  # opened for writing each tick, never written (Store.file_system_problem)
 
 
 class NodeRow(SQLModel, table=True):
@@ -307,9 +309,14 @@ class Store:
             s.commit()
 
     def file_system_problem(self) -> str | None:
-        """Why the data dir's file system cannot take a write, as far as statvfs tells (read-only, or no
-        block left for us), or None. One system call, no write: cheap enough for every tick; only a
-        write (``probe_writable``) proves the database writable."""
+        """Why the data dir's file system cannot take a write, as far as the kernel tells without one
+        (read-only, or no block left for us), or None. Three system calls, no write: cheap enough for
+        every tick; only a write (``probe_writable``) proves the database writable.
+
+        statvfs sees a read-only mount and a full disk. A disk that failed under ext4 (errors=remount-ro)
+        is read-only for writes at once, but on recent kernels only by ext4's own "emergency_ro" state,
+        which statvfs does not report: opening a file of ours for writing does (EROFS), and writes nothing.
+        That file is not the database: closing a descriptor of it would drop SQLite's POSIX locks."""
         try:
             st = os.statvfs(self.path.parent)
         except OSError as exc:
@@ -317,7 +324,13 @@ class Store:
         if st.f_flag & os.ST_RDONLY:
             return "file system is read-only"
         free = st.f_bfree if os.geteuid() == 0 else st.f_bavail  # root may use the reserved blocks
-        return "file system is full" if free == 0 else None
+        if free == 0:
+            return "file system is full"
+        try:
+            os.close(os.open(self.path.parent / WRITABLE_PROBE, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as exc:
+            return "file system is read-only" if exc.errno == errno.EROFS else f"data dir unusable: {exc.strerror}"
+        return None
 
     def close(self) -> None:
         self.engine.dispose()

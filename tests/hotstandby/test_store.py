@@ -17,7 +17,7 @@ from sqlalchemy import event
 
 from hotstandby.hlc import ZERO, Timestamp
 from hotstandby.replication import Stamped
-from hotstandby.store import NodeRecord, Store, StoreError, WriteCheck
+from hotstandby.store import WRITABLE_PROBE, NodeRecord, Store, StoreError, WriteCheck
 
 T1 = Timestamp(1_795_618_107_734, 3)
 
@@ -271,8 +271,13 @@ def test_probe_writable_raises_on_a_read_only_file(store: Store, db: Path) -> No
 
 
 def test_file_system_problem_is_none_on_a_healthy_data_dir(store: Store) -> None:
-    """statvfs of a writable data dir with free space reports no problem."""
+    """A writable data dir with free space reports no problem; the check opens a file of its own for writing
+    (never the database, whose POSIX locks a close would drop) and writes nothing to it."""
     assert store.file_system_problem() is None
+    probe = store.path.parent / WRITABLE_PROBE
+    assert probe.exists() and probe.stat().st_size == 0
+    mtime = probe.stat().st_mtime_ns
+    assert store.file_system_problem() is None and probe.stat().st_mtime_ns == mtime
 
 
 def test_write_check_proves_writability_first_then_every_period_and_while_failing(store: Store) -> None:
