@@ -84,8 +84,9 @@ class Connection:
     async def _request(self, host: str, port: int, method: str, target: str, body: bytes,
                        headers: Mapping[str, str]) -> Response:
         now = time.monotonic()
-        if self._stream is not None and (self._to != (host, port) or now - self._used > self._keepalive_s):
-            self.close()
+        if self._stream is not None and (self._to != (host, port) or now - self._used > self._keepalive_s
+                                         or self._stream[0].at_eof() or self._stream[1].is_closing()):
+            self.close()  # another address, kept too long, or closed by the server meanwhile: a new one
         self._used = now
         if self._stream is None:
             self._stream = await asyncio.open_connection(
