@@ -55,8 +55,11 @@ def read_head(head: bytes) -> tuple[bytes, str, bool, dict[bytes, bytes]] | None
     headers: dict[bytes, bytes] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        name = name.strip().lower()
-        if not colon or not name or name in (b"transfer-encoding", b"expect", b"upgrade"):
+        name = name.lower()
+        # Not read plainly (the server then decides): no colon, a folded line, space before the colon,
+        # a body we do not frame, or a length given twice (a request framed two ways is refused there).
+        if (not colon or not name or name != name.strip() or name in (b"transfer-encoding", b"expect", b"upgrade")
+                or (name == b"content-length" and name in headers)):
             return None
         headers[name] = value.strip()
     keep = parts[2] == b"HTTP/1.1"

@@ -93,6 +93,7 @@ def test_one_connection_kept_split_pipelined_then_handed_over(started: Pair) -> 
     b"HEAD /monitor?mod=FT HTTP/1.1\r\n\r\n",  # not GET: the application's 405 (the route is GET only)
     b"GET /monitor?mod=FT HTTP/1.1\r\nContent-Length: 2\r\n\r\nxx",  # a body: the route
     b"GET /monitor?mod=FT HTTP/1.1\r\nbroken header line\r\n\r\n",  # not HTTP as we read it: the server's 400
+    b"GET /monitor?mod=FT HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",  # framed two ways: 400
 ])
 def test_what_is_not_a_plain_probe_is_the_servers(started: Pair, raw: bytes) -> None:
     with socket.create_connection((ADDR["server1"], started.monitor_port), timeout=5) as s:
