@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from hotstandby.http1 import Connection, HttpError
+from lab.waiting import until
 
 Answer = bytes | None  # None: close the connection without answering
 
@@ -49,9 +50,10 @@ def test_a_kept_connection_is_reused_and_one_the_server_closed_is_replaced() -> 
             server.close()
         server2, port2, conns2 = await serve([OK, OK], close_after_each=True)
         try:
-            for _ in range(2):  # the server closes after each answer: the next request must not fail on it
-                await asyncio.sleep(0.05)  # the close reaches us
-                bodies.append((await c.request("127.0.0.1", port2, "GET", "/", timeout=2)).body)
+            bodies.append((await c.request("127.0.0.1", port2, "GET", "/", timeout=2)).body)
+            # The server closed after its answer: once that close has reached us, the next request must not fail.
+            await until(lambda: c.open and c._stream is not None and c._stream[0].at_eof(), 2, "the server's close")
+            bodies.append((await c.request("127.0.0.1", port2, "GET", "/", timeout=2)).body)
         finally:
             c.close()
             server2.close()

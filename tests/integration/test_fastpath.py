@@ -72,8 +72,9 @@ def test_probe_answers_as_the_route(started: Pair, query: str, version: str) -> 
 def test_one_connection_kept_split_pipelined_then_handed_over(started: Pair) -> None:
     with socket.create_connection((ADDR["server1"], started.monitor_port), timeout=5) as s:
         probe = f"GET {FAST}?mod=FT HTTP/1.1\r\nHost: x\r\n\r\n".encode()
-        s.sendall(probe[:10])  # a head split across reads
-        time.sleep(0.05)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(probe[:10])  # a head split across reads: its first part leaves alone, and is read
+        time.sleep(0.05)  # before the rest is sent (an interleaving forced, not a wait for a condition)
         s.sendall(probe[10:])
         head, body, rest = _read_answer(s, b"")
         assert (head.split(b"\r\n")[0], body) == (b"HTTP/1.1 200 OK", b"ACTIVE")
