@@ -35,8 +35,8 @@ import os
 import signal
 import ssl
 import sys
-from collections.abc import Mapping
-from typing import TextIO
+from collections.abc import AsyncIterator, Mapping
+from typing import Literal, TextIO
 from urllib.parse import urlsplit
 
 from hotstandby.http1 import Connection, HttpError
@@ -52,14 +52,22 @@ def _say(out: TextIO, line: str) -> None:
     print(line, file=out, flush=True)
 
 
-async def _pause(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to `seconds`; True when told to stop meanwhile (so a stop is never delayed)."""
+@contextlib.asynccontextmanager
+async def _watching(event: asyncio.Event) -> AsyncIterator[asyncio.Future[Literal[True]]]:
+    """A future done once ``event`` is set, for as long as the block runs: one task a block, not one a pause."""
+    waiter = asyncio.ensure_future(event.wait())
     try:
-        async with asyncio.timeout(max(0.0, seconds)):  # no task a pause, unlike wait_for (20 pauses a second)
-            await stop.wait()
-    except TimeoutError:
-        return stop.is_set()
-    return True
+        yield waiter
+    finally:
+        waiter.cancel()
+
+
+async def _pause(stopped: asyncio.Future[Literal[True]], seconds: float) -> bool:
+    """Sleep up to `seconds`; True when stopped meanwhile (so a stop is never delayed). 20 pauses a second: a
+    timeout on the stop's own wait cost 75 µs each here (a cancellation and two exceptions), this 6 µs."""
+    if not stopped.done():
+        await asyncio.wait((stopped,), timeout=max(0.0, seconds))
+    return stopped.done()
 
 
 class _Manager:
@@ -195,12 +203,12 @@ class _Cti:
 
     async def come_up(self, abort: asyncio.Event | None = None) -> bool:
         """Ports, devices (0.2 s each), the manager, READY; False when stopped or aborted on the way."""
-        abort = abort or self.stop
-        for kind, count in (("port", self.ports), ("device", self.devices)):
-            for k in range(1, count + 1):
-                if await _pause(abort, REGISTRATION_S):
-                    return False
-                _say(self.out, f"HS-CTI {kind} {k}/{count}")
+        async with _watching(abort or self.stop) as aborted:
+            for kind, count in (("port", self.ports), ("device", self.devices)):
+                for k in range(1, count + 1):
+                    if await _pause(aborted, REGISTRATION_S):
+                        return False
+                    _say(self.out, f"HS-CTI {kind} {k}/{count}")
         self.active = True
         if self.link is not None:
             await self.link.register()
@@ -211,17 +219,18 @@ class _Cti:
         """Keepalives every KEEPALIVE_INTERVAL_S until ``until`` is set (or the parent is gone)."""
         loop = asyncio.get_running_loop()
         due = loop.time()
-        while True:
-            due += KEEPALIVE_INTERVAL_S
-            if await _pause(until, due - loop.time()):
-                return
-            if self.parent is not None and os.getppid() != self.parent:
-                return
-            if self.link is not None:
-                await self.link.keepalive()
-            if due < loop.time():
-                # A slow manager made us late: resume the cadence from now rather than burst.
-                due = loop.time()
+        async with _watching(until) as stopped:
+            while True:
+                due += KEEPALIVE_INTERVAL_S
+                if await _pause(stopped, due - loop.time()):
+                    return
+                if self.parent is not None and os.getppid() != self.parent:
+                    return
+                if self.link is not None:
+                    await self.link.keepalive()
+                if due < loop.time():
+                    # A slow manager made us late: resume the cadence from now rather than burst.
+                    due = loop.time()
 
     async def go_idle(self) -> None:
         if self.active and self.link is not None:

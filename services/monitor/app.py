@@ -64,6 +64,14 @@ def probe(ctx: MonitorContext) -> Callable[[str], tuple[int, str]]:
     return reply
 
 
+def whoami(ctx: MonitorContext) -> Callable[[], dict[str, str]]:
+    """``GET /whoami``'s answer: one implementation for the route and for services/fastpath.FastFirst."""
+    def reply() -> dict[str, str]:
+        return {"node_id": ctx.node.node_id, "address": ctx.address()}
+
+    return reply
+
+
 def create_app(ctx: MonitorContext) -> FastAPI:
     app = FastAPI(title=f"hotstandby monitor ({ctx.node.node_id})", version="0.1.0",
                   description="Health and role probes for the peer and the load balancer; CTI supervisor.")
@@ -73,6 +81,7 @@ def create_app(ctx: MonitorContext) -> FastAPI:
     admin = admin_guard(ctx.node.admin_token, lambda msg: ctx.ftlog.write("Monitor", msg))
 
     reply = probe(ctx)  # services/fastpath.FastFirst (the server's protocol, node.py) answers plain GETs with it too
+    who = whoami(ctx)  # the same
 
     def probe_answer(mod: str) -> PlainTextResponse:
         status, text = reply(mod)
@@ -103,8 +112,8 @@ def create_app(ctx: MonitorContext) -> FastAPI:
     answers: dict[str, Any] = {"response_model_exclude_unset": True}
 
     @app.get("/whoami", tags=["probes"], operation_id="getWhoami", response_model=Whoami, **answers)
-    def whoami() -> dict[str, str]:
-        return {"node_id": ctx.node.node_id, "address": ctx.address()}
+    def get_whoami() -> dict[str, str]:
+        return who()
 
     @app.get("/healthz", tags=["health"], operation_id="getHealth", response_model=Health, **answers)
     def healthz() -> dict[str, str]:

@@ -1,10 +1,12 @@
-"""The monitor's probe, ``monitor.aspx?mod=NONE|IPSWS|FT``: its answer, one implementation for the
-documented route (services/monitor/app.py) and for the connection's own protocol (services/fastpath.py),
-which answers HAProxy's checks and the peer's probes before uvicorn's HTTP protocol is even made.
+"""The monitor's probes, ``monitor.aspx?mod=NONE|IPSWS|FT`` and ``/whoami``: their answers, one implementation
+for the documented routes (services/monitor/app.py) and for the connection's own protocol
+(services/fastpath.py), which answers HAProxy's checks, the peer's probes and the clients asking the VIP
+which node serves them before uvicorn's HTTP protocol is even made.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
@@ -13,6 +15,7 @@ from services.fastpath import Answer, Request, Route
 
 COMPAT_PATHS = {"/ipscfg/admin/monitor.aspx": "/monitor", "/monitor": "/monitor"}
 TEXT = b"text/plain; charset=utf-8"
+JSON = b"application/json"
 
 
 def answer(mod: str, *, role: Callable[[], Role | None], self_check: Callable[[], str | None]) -> tuple[int, str]:
@@ -34,11 +37,16 @@ def canonical(path: str) -> str | None:
     return COMPAT_PATHS.get(path.lower().rstrip("/") or "/")
 
 
-def probe_route(probe: Callable[[str], tuple[int, str]]) -> Route:
+def probe_route(probe: Callable[[str], tuple[int, str]], whoami: Callable[[], dict[str, str]]) -> Route:
     """services/fastpath.py's route for the monitor: a plain ``GET`` of the probe's path (any spelling the
-    application takes, no '%'), answered with ``probe(mod)``; anything else is the application's."""
+    application takes, no '%'), answered with ``probe(mod)``, and of ``/whoami``, answered with ``whoami()``
+    as the application's JSON (compact, in the model's order); anything else is the application's."""
     def route(r: Request) -> Answer | None:
-        if r.method != b"GET" or r.body or "%" in r.path or "#" in r.query or canonical(r.path) is None:
+        if r.method != b"GET" or r.body or "%" in r.path or "#" in r.query:
+            return None
+        if r.path == "/whoami":
+            return Answer(200, JSON, json.dumps(whoami(), ensure_ascii=False, separators=(",", ":")).encode())
+        if canonical(r.path) is None:
             return None
         mod = "NONE"
         for key, value in parse_qsl(r.query, keep_blank_values=True):

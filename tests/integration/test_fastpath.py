@@ -69,6 +69,20 @@ def test_probe_answers_as_the_route(started: Pair, query: str, version: str) -> 
     assert status == {"server1": "HTTP/1.1 200 OK", "server2": "HTTP/1.1 503 Service Unavailable"}
 
 
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+@pytest.mark.parametrize("query", ["", "?x=1"])
+def test_whoami_answers_as_the_route(started: Pair, version: str, query: str) -> None:
+    """What a client asking the VIP which node serves it gets (services/monitor/hotpath.py): the route's JSON."""
+    for node in ADDR:
+        fast = _ask(started, node, f"GET /whoami{query} {version}\r\nHost: x\r\n\r\n".encode())
+        routed = _ask(started, node, f"GET /whoam%69{query} {version}\r\nHost: x\r\n\r\n".encode())
+        assert fast == routed, (node, version)
+        assert fast[0][0] == "HTTP/1.1 200 OK" and json.loads(fast[0][2])["node_id"] == node
+    # Not a plain GET of that path: the application's answer (its 405 names the methods it takes).
+    post, _ = _ask(started, "server1", b"POST /whoami HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    assert post[0] == "HTTP/1.1 405 Method Not Allowed"
+
+
 def test_one_connection_kept_split_pipelined_then_handed_over(started: Pair) -> None:
     with socket.create_connection((ADDR["server1"], started.monitor_port), timeout=5) as s:
         probe = f"GET {FAST}?mod=FT HTTP/1.1\r\nHost: x\r\n\r\n".encode()
