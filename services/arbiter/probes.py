@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import ipaddress
+import os
 import socket
 import ssl
 from typing import Any
@@ -23,7 +25,7 @@ async def tcp_connect(host: str, port: int, timeout: float) -> str | None:
             family, address = _numeric(host, port) or await _resolve(loop, host, port)
             with socket.socket(family, socket.SOCK_STREAM) as sock:
                 sock.setblocking(False)
-                await loop.sock_connect(sock, address)
+                await _connect(loop, sock, address)
     except TimeoutError:
         return f"no answer within {timeout:g} s"
     except OSError as exc:
@@ -31,10 +33,34 @@ async def tcp_connect(host: str, port: int, timeout: float) -> str | None:
     return None
 
 
+async def _connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address: tuple[Any, ...]) -> None:
+    """A non-blocking connect to a resolved address, waited for as the loop waits for a socket to be writable.
+    Not ``loop.sock_connect``: uvloop's resolves the address again, even an IP literal, in its thread pool
+    (a thread woken and a callback, each tick)."""
+    err = sock.connect_ex(address)
+    if err == errno.EINPROGRESS:
+        fd = sock.fileno()
+        writable: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not writable.done():
+                writable.set_result(None)
+
+        loop.add_writer(fd, ready)
+        try:
+            await writable
+        finally:
+            loop.remove_writer(fd)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+
+
 async def tcp_ok(host: str, port: int, timeout: float) -> bool:
     return await tcp_connect(host, port, timeout) is None
 
 
+@functools.lru_cache(maxsize=64)
 def _numeric(host: str, port: int) -> tuple[int, tuple[Any, ...]] | None:
     """An IP literal needs no resolver (the usual LAN probe target: the gateway, the LB)."""
     try:
