@@ -100,7 +100,7 @@ class Connection:
             head.append(f"Content-Length: {len(body)}")
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         await writer.drain()
-        status, fields, close = _head(await reader.readuntil(b"\r\n\r\n"))
+        status, fields, close = parse_head(await reader.readuntil(b"\r\n\r\n"))
         data, to_the_close = await _body(reader, status, method, fields)
         if close or to_the_close:
             self.close()
@@ -113,7 +113,9 @@ class Connection:
             self._stream = None
 
 
-def _head(raw: bytes) -> tuple[int, dict[str, str], bool]:
+def parse_head(raw: bytes) -> tuple[int, dict[str, str], bool]:
+    """(status, headers with lower-case names, whether the server closes) of an answer's head, its blank line
+    included; ValueError when it is not HTTP."""
     lines = raw.decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     if not version.startswith("HTTP/"):
