@@ -292,19 +292,24 @@ def base_tarball(cache: Path = CACHE_DIR, *, timeout: float = 1200) -> tuple[Pat
     Returns (path, True when it came from the cache)."""
     key = hashlib.sha256(json.dumps([BASE_SUITE, *BASE_MMDEBSTRAP_ARGS]).encode()).hexdigest()[:12]
     path = cache / f"hs-base-{BASE_SUITE}-{key}.tar"
-    if path.exists():
+    if path.is_file():
         return path, True
+    if path.is_dir():  # what this code left before it named the format: mmdebstrap's own guess, a directory
+        shutil.rmtree(path)
     if shutil.which("mmdebstrap") is None:
         raise DockerError("mmdebstrap is not installed (apt-get install mmdebstrap)")
     cache.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.partial")
     try:
-        run(["mmdebstrap", *BASE_MMDEBSTRAP_ARGS, BASE_SUITE, str(partial)], timeout=timeout)
+        # The format named: mmdebstrap guesses it from the target's name, and "x.partial" reads as a directory.
+        run(["mmdebstrap", "--format=tar", *BASE_MMDEBSTRAP_ARGS, BASE_SUITE, str(partial)], timeout=timeout)
         partial.rename(path)  # atomic: a concurrent reader never sees half a tarball
     finally:
         partial.unlink(missing_ok=True)
     for old in cache.glob(f"hs-base-{BASE_SUITE}-*.tar"):
-        if old != path:
+        if old != path and old.is_dir():
+            shutil.rmtree(old)
+        elif old != path:
             old.unlink(missing_ok=True)
     return path, False
 
