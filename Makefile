@@ -123,11 +123,13 @@ bench-long: venv
 
 # The containers on a real Docker engine, our own dockerd (lab/docker.py): images built without a
 # registry (a Debian base by mmdebstrap, kept in /var/cache/hotstandby; a wheelhouse), deploy/compose's
-# scenarios timed; the table (deploy/compose/results/latest.md) is printed even when a step fails.
+# scenarios timed; the table (deploy/compose/results/latest.md) is printed even when a step fails, and
+# the README's copy of it regenerated (python -m bench.readme).
 compose-test: venv
 	$(call packages,compose-test)
 	status=0; $(PY) -m pytest tests/deploy/test_compose_stack.py -m docker -p no:cacheprovider --timeout 1800 \
-	  $(PYTEST_ARGS) || status=$$?; cat deploy/compose/results/latest.md 2>/dev/null || true; exit $$status
+	  $(PYTEST_ARGS) || status=$$?; cat deploy/compose/results/latest.md 2>/dev/null || true; \
+	  $(PY) -m bench.readme >/dev/null; exit $$status
 
 tools: .tools/helm
 

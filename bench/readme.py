@@ -17,6 +17,7 @@ commit and command) its figures come from. A file that is missing, or a figure i
 | bench | latest.json | ``make bench`` (``python -m bench``) |
 | issue15 | before.json, latest.json | ``make bench`` on main before issue 15, and after |
 | imports | imports.json | ``python -m bench.imports --record`` |
+| compose | deploy/compose/results/latest.md | ``make compose-test`` |
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from lab.chaosrows import summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+COMPOSE_RESULTS = ROOT / "deploy" / "compose" / "results"
 README = ROOT / "README.md"
 SECTION = re.compile(r"(<!-- BEGIN results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- END results:(?P=name) -->)",
                      re.S)
@@ -204,9 +206,17 @@ def nemesis(results: Path) -> str:
     return "\n".join([summary.read_text().rstrip(), "", *links])
 
 
+def compose(results: Path) -> str:
+    """``make compose-test``'s table as it wrote it (tests/deploy/test_compose_stack.py): its steps, bounds, images."""
+    table = COMPOSE_RESULTS / "latest.md"
+    if not table.exists():
+        return "_No results file yet: `deploy/compose/results/latest.md` is missing, so there are no figures here._"
+    return f"_From `deploy/compose/results/latest.md`:_ {table.read_text().strip()}"
+
+
 SECTIONS: dict[str, Callable[[Path], str]] = {"demo": demo, "hold": hold, "sim": sim, "chaos": chaos,
                                                "witness": witness, "bench": bench, "issue15": issue15,
-                                               "imports": imports, "nemesis": nemesis}
+                                               "imports": imports, "nemesis": nemesis, "compose": compose}
 
 
 def render(text: str, results: Path = RESULTS) -> str:

@@ -93,12 +93,7 @@ class Connection:
                 host, port, ssl=self._tls, server_hostname=host if self._tls else None, limit=MAX_HEAD)
             self._to = (host, port)
         reader, writer = self._stream
-        name = f"[{host}]" if ":" in host else host
-        head = [f"{method} {target} HTTP/1.1", f"Host: {name}:{port}"]
-        head += [f"{k}: {v}" for k, v in headers.items()]
-        if body or method in ("POST", "PUT", "PATCH"):
-            head.append(f"Content-Length: {len(body)}")
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        writer.write(request(host, port, method, target, body, headers))
         await writer.drain()
         status, fields, close = parse_head(await reader.readuntil(b"\r\n\r\n"))
         data, to_the_close = await _body(reader, status, method, fields)
@@ -111,6 +106,17 @@ class Connection:
         if self._stream is not None:
             self._stream[1].close()
             self._stream = None
+
+
+def request(host: str, port: int, method: str, target: str, body: bytes = b"",
+            headers: Mapping[str, str] | None = None) -> bytes:
+    """One request as it goes on the wire: request line, Host, ``headers``, the body's length, the body."""
+    name = f"[{host}]" if ":" in host else host
+    head = [f"{method} {target} HTTP/1.1", f"Host: {name}:{port}"]
+    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if body or method in ("POST", "PUT", "PATCH"):
+        head.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
 def parse_head(raw: bytes) -> tuple[int, dict[str, str], bool]:

@@ -294,8 +294,7 @@ def base_tarball(cache: Path = CACHE_DIR, *, timeout: float = 1200) -> tuple[Pat
     path = cache / f"hs-base-{BASE_SUITE}-{key}.tar"
     if path.is_file():
         return path, True
-    if path.is_dir():  # what this code left before it named the format: mmdebstrap's own guess, a directory
-        shutil.rmtree(path)
+    _remove(path)  # a directory: what this code left before it named the format (mmdebstrap's own guess)
     if shutil.which("mmdebstrap") is None:
         raise DockerError("mmdebstrap is not installed (apt-get install mmdebstrap)")
     cache.mkdir(parents=True, exist_ok=True)
@@ -307,11 +306,16 @@ def base_tarball(cache: Path = CACHE_DIR, *, timeout: float = 1200) -> tuple[Pat
     finally:
         partial.unlink(missing_ok=True)
     for old in cache.glob(f"hs-base-{BASE_SUITE}-*.tar"):
-        if old != path and old.is_dir():
-            shutil.rmtree(old)
-        elif old != path:
-            old.unlink(missing_ok=True)
+        if old != path:
+            _remove(old)
     return path, False
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 @dataclass

@@ -38,39 +38,32 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Literal, TextIO
+from collections.abc import Mapping
+from typing import TextIO
 from urllib.parse import urlsplit
 
-from hotstandby.http1 import MAX_HEAD, HttpError, parse_head
+from hotstandby.http1 import MAX_HEAD, HttpError, parse_head, request
 
 REGISTRATION_S = 0.2
 KEEPALIVE_INTERVAL_S = 0.08  # the spec asks for at least every 0.1 s (20 % margin); the manager lapses at 0.5 s
 KEEPALIVE_TIMEOUT_S = 0.2  # a hung manager must not stall the keepalive schedule for long
 REGISTER_TIMEOUT_S = 0.3
 UNREGISTER_TIMEOUT_S = 0.5
+JSON_TYPE = {"Content-Type": "application/json"}
 
 
 def _say(out: TextIO, line: str) -> None:
     print(line, file=out, flush=True)
 
 
-@contextlib.asynccontextmanager
-async def _watching(event: asyncio.Event) -> AsyncIterator[asyncio.Future[Literal[True]]]:
-    """A future done once ``event`` is set, for as long as the block runs: one task a block, not one a pause."""
-    waiter = asyncio.ensure_future(event.wait())
+async def _pause(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True when told to stop meanwhile (so a stop is never delayed)."""
     try:
-        yield waiter
-    finally:
-        waiter.cancel()
-
-
-async def _pause(stopped: asyncio.Future[Literal[True]], seconds: float) -> bool:
-    """Sleep up to `seconds`; True when stopped meanwhile (so a stop is never delayed). A wait, not a timeout on
-    the stop's own wait, which costs a cancellation and two exceptions each time."""
-    if not stopped.done():
-        await asyncio.wait((stopped,), timeout=max(0.0, seconds))
-    return stopped.done()
+        async with asyncio.timeout(max(0.0, seconds)):
+            await stop.wait()
+    except TimeoutError:
+        return stop.is_set()
+    return True
 
 
 class _Manager:
@@ -94,14 +87,12 @@ class _Manager:
 
     def post(self, path: str, body: Mapping[str, object], timeout: float) -> int:
         data = json.dumps(body, separators=(",", ":")).encode()
-        name = f"[{self._host}]" if ":" in self._host else self._host
-        request = (f"POST {self._base}{path} HTTP/1.1\r\nHost: {name}:{self._port}\r\n"
-                   f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode("latin-1") + data
+        raw = request(self._host, self._port, "POST", self._base + path, data, JSON_TYPE)
         deadline = time.monotonic() + timeout
         with self._lock:
             if self._sock is not None:
                 try:
-                    return self._exchange(request, deadline)
+                    return self._exchange(raw, deadline)
                 except (ConnectionError, EOFError):
                     # A kept connection the manager closed meanwhile (it keeps an idle one a few seconds, and
                     # a warm STANDBY's is idle): once more on a new one, within the same deadline.
@@ -110,15 +101,15 @@ class _Manager:
                     self.close()
                     raise HttpError(type(exc).__name__) from None
             try:
-                return self._exchange(request, deadline)
+                return self._exchange(raw, deadline)
             except (OSError, EOFError, ValueError) as exc:
                 self.close()
                 raise HttpError(type(exc).__name__) from None
 
-    def _exchange(self, request: bytes, deadline: float) -> int:
+    def _exchange(self, raw: bytes, deadline: float) -> int:
         sock = self._sock or self._connect(deadline)
         sock.settimeout(max(0.001, deadline - time.monotonic()))
-        sock.sendall(request)
+        sock.sendall(raw)
         data = b""
         while (end := data.find(b"\r\n\r\n")) < 0:
             if len(data) > MAX_HEAD:
@@ -265,12 +256,12 @@ class _Cti:
 
     async def come_up(self, abort: asyncio.Event | None = None) -> bool:
         """Ports, devices (0.2 s each), the manager, READY; False when stopped or aborted on the way."""
-        async with _watching(abort or self.stop) as aborted:
-            for kind, count in (("port", self.ports), ("device", self.devices)):
-                for k in range(1, count + 1):
-                    if await _pause(aborted, REGISTRATION_S):
-                        return False
-                    _say(self.out, f"HS-CTI {kind} {k}/{count}")
+        abort = abort or self.stop
+        for kind, count in (("port", self.ports), ("device", self.devices)):
+            for k in range(1, count + 1):
+                if await _pause(abort, REGISTRATION_S):
+                    return False
+                _say(self.out, f"HS-CTI {kind} {k}/{count}")
         self.active = True
         if self.link is not None:
             await asyncio.to_thread(self.link.register)
@@ -282,12 +273,13 @@ class _Cti:
         of their own (``_keep``): the event loop sleeps meanwhile."""
         done = threading.Event()
         keeping = asyncio.ensure_future(asyncio.to_thread(self._keep, done))
-        async with _watching(until) as stopped:
-            try:
-                await asyncio.wait((keeping, stopped), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                done.set()  # the thread ends at once, or after the keepalive it is sending (its timeout at most)
-                await asyncio.shield(keeping)
+        stopped = asyncio.ensure_future(until.wait())
+        try:
+            await asyncio.wait((keeping, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            done.set()  # the thread ends at once, or after the keepalive it is sending (its timeout at most)
+            await asyncio.shield(keeping)
 
     def _keep(self, done: threading.Event) -> None:
         """The keepalive thread: on a fixed cadence until ``done`` is set or the parent is gone."""

@@ -30,7 +30,7 @@ def listener() -> Iterator[int]:
 
 
 def _closed_port() -> int:
-    with socket.socket() as s:  # bound, never listening: a SYN to it is answered with a reset
+    with socket.socket() as s:  # a port just freed, where nothing listens: a SYN to it is answered with a reset
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
